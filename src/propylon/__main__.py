@@ -1,0 +1,3 @@
+from propylon.cli.main import main
+
+main()

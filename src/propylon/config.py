@@ -1,0 +1,103 @@
+"""Settings of a Propylon server: where state lives, where it listens, which roles it plays.
+
+Read once at start from the command line and the environment (``PROPYLON_*``); nothing is read at
+import time. Example::
+
+    settings = Settings.from_env(data_dir=Path("/srv/propylon"), port=8080)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+
+from propylon.errors import ConfigurationError
+
+__all__ = ["Role", "Settings"]
+
+
+class Role(StrEnum):
+    """Which planes one server process serves (DESIGN: control and gateway scale apart)."""
+
+    ALL = "all"
+    CONTROL = "control"
+    GATEWAY = "gateway"
+
+    @property
+    def serves_control(self) -> bool:
+        return self in (Role.ALL, Role.CONTROL)
+
+    @property
+    def serves_gateway(self) -> bool:
+        return self in (Role.ALL, Role.GATEWAY)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    gateway_port: int = 8081
+    role: Role = Role.ALL
+    tls: bool = True
+    database_url: str | None = None
+    master_key: str | None = field(default=None, repr=False)
+    public_host: str | None = None
+    runtime: str = "local"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build settings from ``PROPYLON_*`` variables, then apply explicit overrides."""
+        env = os.environ
+        data_dir = Path(env.get("PROPYLON_DATA_DIR") or ".propylon")
+        base = cls(
+            data_dir=data_dir,
+            database_url=env.get("PROPYLON_DATABASE_URL") or None,
+            master_key=env.get("PROPYLON_MASTER_KEY") or None,
+            public_host=env.get("PROPYLON_PUBLIC_HOST") or None,
+            log_level=env.get("PROPYLON_LOG_LEVEL", "info"),
+        )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = replace(base, **given)  # type: ignore[arg-type]
+        return settings.validated()
+
+    def validated(self) -> Settings:
+        for name, port in (("--port", self.port), ("--gateway-port", self.gateway_port)):
+            if not 0 <= port <= 65535:
+                raise ConfigurationError(f"{name} {port} is not a TCP port (0-65535).")
+        if self.role is Role.ALL and self.port == self.gateway_port and self.port != 0:
+            raise ConfigurationError("--port and --gateway-port must differ.")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("sqlite", "postgresql")
+        ):
+            raise ConfigurationError(
+                "PROPYLON_DATABASE_URL must start with sqlite:// or postgresql+psycopg://, "
+                f"not {self.database_url.split(':', 1)[0]!r}."
+            )
+        return replace(self, data_dir=self.data_dir.expanduser().resolve())
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def advertised_host(self) -> str:
+        """The host clients use in URLs: the public host, else the bind address."""
+        if self.public_host:
+            return self.public_host
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'propylon.db'}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"

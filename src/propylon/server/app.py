@@ -1,0 +1,71 @@
+"""Assembly of one server process: the context, the control-plane app and the gateway app.
+
+Read top to bottom, this is the map of what a server serves on each port.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from propylon import __version__
+from propylon.config import Settings
+from propylon.server.bootstrap import (
+    bootstrap_state,
+    ensure_tls,
+    prepare_data_dir,
+    write_bootstrap_file,
+)
+from propylon.server.context import ServerContext
+from propylon.server.errors import install_error_handlers
+from propylon.server.middleware import RequestContextMiddleware
+from propylon.server.observability import health_routes
+from propylon.store import ChangeFeed, Database, ResourceStore, Sealer, Vault
+
+__all__ = ["build_context", "create_control_app", "create_gateway_app"]
+
+
+def build_context(settings: Settings) -> ServerContext:
+    """Prepare the data dir, open the store, bootstrap on first start, and wire the services."""
+    master_key = prepare_data_dir(settings)
+    db = Database.connect(settings.database)
+    db.migrate()
+    sealer = Sealer(master_key.material)
+    tenancy, admin_secret = bootstrap_state(db, sealer)
+    tls = ensure_tls(settings)
+    feed = ChangeFeed(db)
+    feed.prime()
+    ctx = ServerContext(
+        settings=settings,
+        db=db,
+        sealer=sealer,
+        vault=Vault(db, sealer),
+        resources=ResourceStore(db),
+        feed=feed,
+        tenancy=tenancy,
+        tls=tls,
+    )
+    ctx.services["bootstrap_file"] = write_bootstrap_file(settings, tenancy, admin_secret, tls)
+    return ctx
+
+
+def create_control_app(ctx: ServerContext) -> ASGIApp:
+    """Control plane + identity provider: ARM resources, OAuth2/OIDC, directory, RBAC."""
+    app = FastAPI(
+        title="Propylon control plane",
+        version=__version__,
+        description="ARM-compatible management of online endpoints, identity and access.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    for route in health_routes(ctx, plane="control"):
+        app.router.routes.append(route)
+    return RequestContextMiddleware(app, plane="control", registry=ctx.metrics)
+
+
+def create_gateway_app(ctx: ServerContext) -> ASGIApp:
+    """Data plane: scoring requests, authenticated and routed to deployment instances."""
+    app = Starlette(routes=health_routes(ctx, plane="gateway"))
+    return RequestContextMiddleware(app, plane="gateway", registry=ctx.metrics)

@@ -1,0 +1,81 @@
+"""Pure-ASGI middleware shared by both ports: request ids, access log, request metrics.
+
+Every answer carries ``x-ms-request-id`` and ``x-request-id`` (a fresh GUID, as ARM and the
+online-endpoint gateway do) and echoes ``x-ms-client-request-id`` when the client sent one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from propylon.server.logs import request_id_var
+
+__all__ = ["RequestContextMiddleware"]
+
+log = logging.getLogger("propylon.access")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, plane: str, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.plane = plane
+        self.requests = Counter(
+            f"propylon_{plane}_requests",
+            f"HTTP requests served by the {plane} port.",
+            ["method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            f"propylon_{plane}_request_seconds",
+            f"Time to answer a request on the {plane} port.",
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        client_request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-ms-client-request-id":
+                client_request_id = value[:200]
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-ms-request-id", request_id.encode()))
+                headers.append((b"x-request-id", request_id.encode()))
+                if client_request_id is not None:
+                    headers.append((b"x-ms-client-request-id", client_request_id))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.requests.labels(scope["method"], str(status)).inc()
+            self.latency.observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "plane": self.plane,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)

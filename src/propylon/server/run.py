@@ -1,0 +1,138 @@
+"""Run a server process: bind the ports, serve both planes in one event loop, stop cleanly.
+
+SIGINT/SIGTERM go through a queue to :meth:`Supervisor.handle_exit`: both uvicorn servers stop
+accepting, in-flight requests finish (up to the grace period), then shutdown hooks run (the runtime
+stops instance processes) and the store is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Generator
+
+import uvicorn
+
+from propylon.config import Settings
+from propylon.errors import ConfigurationError
+from propylon.server.app import build_context, create_control_app, create_gateway_app
+from propylon.server.context import ServerContext
+
+__all__ = ["serve"]
+
+log = logging.getLogger("propylon.server")
+
+_GRACE_SECONDS = 20
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the supervisor (two servers, one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "is in use" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
+        raise ConfigurationError(f"{what} port {port} on {host} {reason}.") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    def __init__(self, ctx: ServerContext, servers: list[tuple[_Server, socket.socket]]) -> None:
+        self.ctx = ctx
+        self.servers = servers
+        self.signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+
+    def handle_exit(self, sig: signal.Signals) -> None:
+        log.info("shutting down", extra={"signal": sig.name})
+        for server, _ in self.servers:
+            server.should_exit = True
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.signals.put_nowait, sig)
+        feed_task = asyncio.create_task(self.ctx.feed.run(), name="change-feed")
+        serving = [
+            asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{sock.getsockname()}")
+            for server, sock in self.servers
+        ]
+        for hook in self.ctx.on_startup:
+            await hook()
+        waiter = asyncio.create_task(self.signals.get())
+        done, _ = await asyncio.wait([waiter, *serving], return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done:
+            self.handle_exit(waiter.result())
+        else:
+            waiter.cancel()
+            for server, _ in self.servers:
+                server.should_exit = True
+        await asyncio.gather(*serving, return_exceptions=True)
+        for hook in reversed(self.ctx.on_shutdown):
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        feed_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed_task
+        self.ctx.db.dispose()
+        log.info("stopped")
+
+
+def serve(settings: Settings) -> None:
+    """Start a server as configured; returns after a clean shutdown."""
+    sockets: list[socket.socket] = []
+    if settings.role.serves_control:
+        sockets.append(bind(settings.host, settings.port, "control-plane"))
+    if settings.role.serves_gateway:
+        sockets.append(bind(settings.host, settings.gateway_port, "gateway"))
+    ctx = build_context(settings)
+    servers: list[tuple[_Server, socket.socket]] = []
+    apps = []
+    if settings.role.serves_control:
+        apps.append(create_control_app(ctx))
+    if settings.role.serves_gateway:
+        apps.append(create_gateway_app(ctx))
+    for app, sock in zip(apps, sockets, strict=True):
+        config = uvicorn.Config(
+            app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=_GRACE_SECONDS,
+            timeout_keep_alive=30,
+            ssl_certfile=str(ctx.tls.cert) if ctx.tls else None,
+            ssl_keyfile=str(ctx.tls.key) if ctx.tls else None,
+        )
+        servers.append((_Server(config), sock))
+    log.info(
+        "serving",
+        extra={
+            "control_plane_url": ctx.control_url if settings.role.serves_control else None,
+            "gateway_url": ctx.gateway_url if settings.role.serves_gateway else None,
+            "data_dir": str(settings.data_dir),
+            "database": ctx.db.dialect,
+            "bootstrap": str(ctx.services["bootstrap_file"]),
+        },
+    )
+    import uvloop
+
+    uvloop.run(Supervisor(ctx, servers).run())
