@@ -81,7 +81,7 @@ class Database:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except OperationalError as exc:
-            raise ConfigurationError(f"cannot open the database: {exc.orig}") from None
+            raise ConfigurationError(f"cannot open the database URL: {exc.orig}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
