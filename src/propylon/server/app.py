@@ -59,6 +59,7 @@ def create_control_app(ctx: ServerContext) -> ASGIApp:
         docs_url=None,
         redoc_url=None,
     )
+    app.state.ctx = ctx
     install_error_handlers(app)
     for route in health_routes(ctx, plane="control"):
         app.router.routes.append(route)

@@ -1,0 +1,90 @@
+"""Who is calling and may they: the one place both planes authenticate and authorize.
+
+``AccessControl`` joins token validation (``identity``), the directory (groups, disabled
+principals) and the RBAC engine (``authz``). The control plane calls it through the FastAPI
+dependency :func:`current_caller` and :meth:`AccessControl.require`; the gateway calls
+:meth:`AccessControl.authenticate` and :meth:`AccessControl.decide` directly on its hot path.
+
+Example::
+
+    caller = access.authenticate(token, audiences=MANAGEMENT_AUDIENCES)
+    access.require(caller, "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write",
+                   endpoint_scope)   # raises Forbidden (403 AuthorizationFailed) when denied
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fastapi import Request
+
+from propylon.errors import Unauthenticated
+
+__all__ = [
+    "DATA_PLANE_AUDIENCES",
+    "MANAGEMENT_AUDIENCES",
+    "AccessControl",
+    "Caller",
+    "bearer_token",
+    "current_caller",
+]
+
+MANAGEMENT_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
+DATA_PLANE_AUDIENCES = ("https://ml.azure.com",)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal: object id and tenant, never names (reference §3.6)."""
+
+    oid: str
+    tid: str
+    appid: str | None
+    kind: str  # "user" | "app" | "managed_identity"
+    groups: frozenset[str] = frozenset()
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+class AccessControl(Protocol):
+    def authenticate(self, token: str, *, audiences: tuple[str, ...]) -> Caller:
+        """Validate an identity-provider token; raise Unauthenticated with the reason."""
+        ...
+
+    def require(self, caller: Caller, action: str, scope: str) -> None:
+        """Raise Forbidden (AuthorizationFailed, naming action and scope) unless allowed."""
+        ...
+
+    def allowed(self, caller: Caller, action: str, scope: str) -> bool: ...
+
+    def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
+        """Accept an ``aml_token`` minted for exactly this endpoint, else raise Unauthenticated."""
+        ...
+
+    def mint_endpoint_token(self, endpoint_id: str) -> dict[str, Any]:
+        """``{"accessToken", "expiryTimeUtc", "refreshAfterTimeUtc", "tokenType"}`` for the
+        control plane's ``POST …/onlineEndpoints/{name}/token``."""
+        ...
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer …`` header (RFC 6750 §2.1)."""
+    if not authorization:
+        raise Unauthenticated(
+            "Authentication failed: the request has no Authorization header.",
+            code="AuthenticationFailed",
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "Authentication failed: the Authorization header must be 'Bearer <token>'.",
+            code="InvalidAuthenticationToken",
+        )
+    return token.strip()
+
+
+def current_caller(request: Request) -> Caller:
+    """FastAPI dependency: the caller of a control-plane request (management audience)."""
+    access: AccessControl = request.app.state.ctx.services["access"]
+    token = bearer_token(request.headers.get("authorization"))
+    return access.authenticate(token, audiences=MANAGEMENT_AUDIENCES)
