@@ -14,21 +14,28 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fastapi import Request
 
+from propylon.authz import CachedAuthorizer, Decision
 from propylon.errors import Unauthenticated
+from propylon.identity import TokenIssuer, TokenValidator
 
 __all__ = [
     "DATA_PLANE_AUDIENCES",
     "MANAGEMENT_AUDIENCES",
     "AccessControl",
     "Caller",
+    "GroupResolver",
+    "PlatformAccess",
     "bearer_token",
     "current_caller",
 ]
+
+log = logging.getLogger("propylon.access")
 
 MANAGEMENT_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 DATA_PLANE_AUDIENCES = ("https://ml.azure.com",)
@@ -88,3 +95,72 @@ def current_caller(request: Request) -> Caller:
     access: AccessControl = request.app.state.ctx.services["access"]
     token = bearer_token(request.headers.get("authorization"))
     return access.authenticate(token, audiences=MANAGEMENT_AUDIENCES)
+
+
+class GroupResolver(Protocol):
+    def groups_of(self, oid: str) -> frozenset[str]:
+        """Every group ``oid`` belongs to, transitively."""
+        ...
+
+
+class PlatformAccess:
+    """The server's :class:`AccessControl`: identity validator + directory + cached RBAC.
+
+    Group membership comes from the directory (transitive, fresh through the change feed) for
+    principals of our own tenants, so removing a member takes effect within a second even for
+    tokens whose ``groups`` claim is older; tokens of external issuers bring their ``groups``.
+    """
+
+    def __init__(
+        self,
+        validator: TokenValidator,
+        issuer: TokenIssuer,
+        authorizer: CachedAuthorizer,
+        groups: GroupResolver,
+        *,
+        tenant_id: str,
+    ) -> None:
+        self._validator = validator
+        self._issuer = issuer
+        self._authorizer = authorizer
+        self._groups = groups
+        self._tenant_id = tenant_id
+
+    def authenticate(self, token: str, *, audiences: tuple[str, ...]) -> Caller:
+        validated = self._validator.validate(token, audiences=audiences)
+        claims = validated.claims
+        own = validated.tid == self._tenant_id
+        groups = self._groups.groups_of(validated.oid) if own else frozenset(validated.groups or ())
+        idtyp = claims.get("idtyp")
+        kind = (
+            "managed_identity" if claims.get("xms_mirid") else ("app" if idtyp == "app" else "user")
+        )
+        return Caller(
+            oid=validated.oid,
+            tid=validated.tid,
+            appid=validated.appid,
+            kind=kind,
+            groups=groups,
+            claims=dict(claims),
+        )
+
+    def decide(self, caller: Caller, action: str, scope: str) -> Decision:
+        return self._authorizer.authorize(caller.oid, caller.groups, action, scope)
+
+    def allowed(self, caller: Caller, action: str, scope: str) -> bool:
+        return self.decide(caller, action, scope).allowed
+
+    def require(self, caller: Caller, action: str, scope: str) -> None:
+        decision = self.decide(caller, action, scope)
+        if not decision.allowed:
+            log.info(
+                "authorization refused",
+                extra={"oid": caller.oid, "action": action, "scope": scope, "why": decision.reason},
+            )
+            raise decision.to_error(caller.oid, caller.appid)
+
+    def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
+        self._validator.validate_endpoint_token(token, endpoint_id)
+
+    def mint_endpoint_token(self, endpoint_id: str) -> dict[str, Any]:
+        return self._issuer.issue_endpoint_token(endpoint_id, tenant_id=self._tenant_id).as_body()

@@ -10,7 +10,10 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from propylon import __version__
+from propylon.authz import routes as authz_routes
+from propylon.authz.repository import PolicyFollower
 from propylon.config import Settings
+from propylon.server.access import PlatformAccess
 from propylon.server.bootstrap import (
     bootstrap_state,
     ensure_tls,
@@ -47,7 +50,24 @@ def build_context(settings: Settings) -> ServerContext:
         tls=tls,
     )
     ctx.services["bootstrap_file"] = write_bootstrap_file(settings, tenancy, admin_secret, tls)
+    _wire_access(ctx)
     return ctx
+
+
+def _wire_access(ctx: ServerContext) -> None:
+    """RBAC policy (followed through the change feed) + identity → ``ctx.services["access"]``."""
+    if "validator" not in ctx.services:  # identity services not wired yet (lead: remove guard)
+        return
+    follower = PolicyFollower(ctx.db)
+    ctx.feed.subscribe(follower)
+    ctx.services["policy"] = follower
+    ctx.services["access"] = PlatformAccess(
+        ctx.services["validator"],
+        ctx.services["issuer"],
+        follower.authorizer,
+        ctx.services["directory"],
+        tenant_id=ctx.tenancy.tenant_id,
+    )
 
 
 def create_control_app(ctx: ServerContext) -> ASGIApp:
@@ -63,6 +83,7 @@ def create_control_app(ctx: ServerContext) -> ASGIApp:
     install_error_handlers(app)
     for route in health_routes(ctx, plane="control"):
         app.router.routes.append(route)
+    app.include_router(authz_routes.router())
     return RequestContextMiddleware(app, plane="control", registry=ctx.metrics)
 
 
