@@ -74,6 +74,9 @@ logger = logging.getLogger("propylon.inference")
 access_logger = logging.getLogger("propylon.inference.access")
 
 _PROBE_PATHS = frozenset({"/", "/readyz", "/health"})
+_STATS_PATH = "/_propylon/stats"
+# Requests that are not the model's work do not count as load.
+_UNCOUNTED_PATHS = _PROBE_PATHS | {_STATS_PATH, "/swagger.json"}
 _INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
 
 Handler = Callable[[AMLRequest], Awaitable[Response]]
@@ -121,7 +124,11 @@ class InferenceApp:
             "/chat/completions": _Route(frozenset({"POST"}), self._chat_completions),
             "/embeddings": _Route(frozenset({"POST"}), self._embeddings),
             "/info": _Route(frozenset({"GET"}), self._info),
+            _STATS_PATH: _Route(frozenset({"GET"}), self._stats),
         }
+        self._in_flight = 0
+        self._in_flight_seconds = 0.0
+        self._in_flight_since = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -199,6 +206,9 @@ class InferenceApp:
         ids = RequestIds.from_asgi(scope["headers"])
         token = logs.request_id.set(ids.request_id)
         response: Response | None = None
+        counted = path not in _UNCOUNTED_PATHS
+        if counted:
+            self._count_in_flight(+1)
         try:
             try:
                 ids.check()
@@ -222,13 +232,15 @@ class InferenceApp:
         finally:
             if response is not None and response.on_close is not None:
                 await response.on_close()
+            if counted:
+                self._count_in_flight(-1)
             self._log_access(method, path, scope, response, started)
             logs.request_id.reset(token)
 
     def _log_access(
         self, method: str, path: str, scope: Scope, response: Response | None, started: float
     ) -> None:
-        level = logging.DEBUG if path in _PROBE_PATHS else logging.INFO
+        level = logging.DEBUG if path in _UNCOUNTED_PATHS else logging.INFO
         if not access_logger.isEnabledFor(level):
             return
         status = response.status if response is not None else 499  # client went away
@@ -262,6 +274,19 @@ class InferenceApp:
 
     async def _liveness(self, request: AMLRequest) -> Response:
         return Response(200, [("content-type", "text/plain; charset=utf-8")], b"Healthy")
+
+    def _count_in_flight(self, delta: int) -> None:
+        now = time.monotonic()
+        self._in_flight_seconds += self._in_flight * (now - self._in_flight_since)
+        self._in_flight_since = now
+        self._in_flight += delta
+
+    async def _stats(self, request: AMLRequest) -> Response:
+        """The load the runtime's autoscaler samples: requests in flight now, and its integral."""
+        self._count_in_flight(0)
+        return json_response(
+            {"in_flight": self._in_flight, "in_flight_seconds_total": self._in_flight_seconds}
+        )
 
     async def _readiness(self, request: AMLRequest) -> Response:
         self._ready_script()

@@ -1,0 +1,345 @@
+"""Python environments for deployments: one virtual environment per environment spec, cached.
+
+An Azure environment is an image plus a conda file (reference §2.2 ``environment``). Propylon
+assumes no container engine: the control plane turns the conda file into pip requirements and a
+Python version (:class:`~propylon.runtime.base.EnvironmentSpec`), and this module builds a virtual
+environment from them with the local Python under
+``DATA_DIR/envs/<sha256 of the normalised spec>``. Every deployment asking for the same spec
+reuses it; builds of the same spec wait on one lock (a file lock, so several server processes on
+one data dir agree too). An empty spec runs in the server's own environment, and so does an
+``image`` alone (with a warning in the set-up log). A failed build leaves nothing behind, so the
+next apply tries again, and raises :class:`EnvironmentBuildFailed` with pip's output.
+
+**Why each environment is layered over the server's own** (the effect of ``--system-site-packages``,
+for the server's environment rather than the base interpreter's): the environment's
+``site-packages`` holds only what pip had to install, and a ``.pth`` file adds the server's
+``site-packages`` after it. So
+
+* the inference server (``propylon``, uvicorn) imports in every instance without installing it
+  there, which would need a package index and ~100 MB per environment;
+* a requirement the server already satisfies (numpy, scikit-learn…) is not downloaded at all:
+  builds work offline and environments stay a few kilobytes;
+* what the environment does install comes first on ``sys.path``, so its pinned versions win —
+  over the server's packages too: a pin that breaks what the server's packages need (an old
+  numpy under the server's scikit-learn, an old uvicorn) breaks the instance, and pip says so
+  in the set-up log ("pip's dependency resolver does not currently take into account…").
+
+The normalised spec (the cache key) lower-cases and canonicalises package names, drops comments,
+blank lines, duplicates and insignificant spaces, sorts the lines (pip resolves requirements as a
+set), and keeps the Python version to ``major.minor``. The key also covers the local interpreter
+and the server's prefix, since an environment is only valid on top of the one it was built on.
+
+Example::
+
+    builder = EnvironmentBuilder(data_dir / "envs")
+    env = await builder.ensure(EnvironmentSpec(pip_requirements=("joblib",)), log=print)
+    env.python   # PosixPath('…/envs/3f2a…/bin/python')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import site
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from propylon.runtime.base import EnvironmentSpec
+
+__all__ = [
+    "Environment",
+    "EnvironmentBuildFailed",
+    "EnvironmentBuilder",
+    "environment_key",
+    "inherited_environment",
+    "normalise_environment",
+    "normalise_requirement",
+]
+
+Log = Callable[[str], None]
+
+_MARKER = ".propylon-environment.json"
+_LAYER_PTH = "_propylon_server_environment.pth"
+_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(.*)$")
+_EXTRAS = re.compile(r"\[([^\]]*)\]")
+_VERSION = re.compile(r"(\d+(?:\.\d+)*)")
+
+# What an instance or a build inherits from the server's own environment: what a process needs to
+# run and reach the network as the operator configured it. Everything else (PROPYLON_* settings,
+# the database URL, the master key) stays in the server.
+_INHERITED = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM",
+        "TMPDIR", "TEMP", "TMP", "LD_LIBRARY_PATH", "PYTHONPATH",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    }
+)  # fmt: skip
+_INHERITED_PREFIXES = ("LC_", "PIP_")
+
+
+def inherited_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server's variables a child process may see (never ``PROPYLON_*`` or secrets)."""
+    source = os.environ if environ is None else environ
+    return {
+        name: value
+        for name, value in source.items()
+        if name in _INHERITED or name.startswith(_INHERITED_PREFIXES)
+    }
+
+
+# -- the spec and its key ----------------------------------------------------------------------
+
+
+def _canonical_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def normalise_requirement(line: str) -> str | None:
+    """One requirement line in canonical form; ``None`` for blank lines and comments."""
+    text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
+    if not text:
+        return None
+    if text.startswith("-"):  # a pip option (--no-index, -f DIR, --extra-index-url URL)
+        return " ".join(text.split())
+    match = _NAME.match(text)
+    if match is None or "://" in match[1]:  # a path or URL on its own
+        return text
+    name, rest = match[1], match[2]
+    specifier, _, marker = rest.partition(";")
+    specifier = "".join(specifier.split())
+    specifier = _EXTRAS.sub(
+        lambda extras: (
+            "[" + ",".join(sorted(_canonical_name(e) for e in extras[1].split(",") if e)) + "]"
+        ),
+        specifier,
+    )
+    marker = " ".join(marker.split())
+    return _canonical_name(name) + specifier + (f"; {marker}" if marker else "")
+
+
+def _python_minor(version: str | None) -> str | None:
+    if not version:
+        return None
+    match = _VERSION.search(version)
+    if match is None:
+        return None
+    return ".".join(match[1].split(".")[:2])
+
+
+def normalise_environment(spec: EnvironmentSpec) -> dict[str, Any]:
+    """The parts of ``spec`` that decide what gets built, in canonical form."""
+    lines = {normalise_requirement(line) for line in spec.pip_requirements}
+    return {
+        "pip": sorted(line for line in lines if line is not None),
+        "python": _python_minor(spec.python_version),
+    }
+
+
+def environment_key(spec: EnvironmentSpec, *, base: str = "") -> str:
+    """SHA-256 of the normalised spec (and of ``base``, the interpreter it is built on)."""
+    document = {"spec": normalise_environment(spec), "base": base}
+    encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+class EnvironmentBuildFailed(Exception):
+    """The environment could not be built; ``output`` is what the installer printed."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where an instance's Python lives; ``key`` is ``None`` for the server's own environment."""
+
+    python: Path
+    key: str | None = None
+    root: Path | None = None
+
+
+class EnvironmentBuilder:
+    """Builds and caches environments under ``root`` (``DATA_DIR/envs``)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        pip_options: Sequence[str] = (),
+        timeout: float = 1800.0,
+        lock_poll: float = 0.1,
+    ) -> None:
+        self.root = root
+        self.pip_options = tuple(pip_options)
+        self.timeout = timeout
+        self._lock_poll = lock_poll
+        self._python = Path(sys.executable)
+        minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+        self._version = minor
+        self._base = f"{sys.version.split()[0]} {sys.prefix}"
+
+    @property
+    def server_environment(self) -> Environment:
+        return Environment(python=self._python)
+
+    def key(self, spec: EnvironmentSpec) -> str:
+        return environment_key(spec, base=self._base)
+
+    async def ensure(self, spec: EnvironmentSpec, log: Log) -> Environment:
+        """The environment for ``spec``, built unless cached; progress and pip output to ``log``."""
+        if spec.is_server_environment:
+            if spec.image:
+                log(
+                    f"WARNING: image {spec.image!r} is not run (no container engine); the "
+                    "instances use the server's own Python environment. Give a conda file or pip "
+                    "requirements for anything the scoring script needs beyond it."
+                )
+            log(f"Using the server's own Python environment ({self._python}).")
+            return self.server_environment
+        if spec.image:
+            log(f"Image {spec.image!r} is not run (no container engine); building its conda file.")
+        wanted = _python_minor(spec.python_version)
+        if wanted is not None and wanted != self._version:
+            log(
+                f"WARNING: the environment asks for Python {wanted}; it is built with the local "
+                f"Python {self._version}."
+            )
+        key = self.key(spec)
+        folder = self.root / key
+        self.root.mkdir(parents=True, exist_ok=True)
+        async with self._locked(key, log):
+            if (folder / _MARKER).is_file():
+                log(f"Reusing environment {key[:12]} ({folder}).")
+                return self._environment(key)
+            await self._build(spec, key, folder, log)
+        return self._environment(key)
+
+    def _environment(self, key: str) -> Environment:
+        folder = self.root / key
+        return Environment(python=folder / "bin" / "python", key=key, root=folder)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: str, log: Log) -> AsyncIterator[None]:
+        # flock, polled without blocking: waiting stays cancellable and costs no thread; the lock
+        # goes with the file descriptor, also when this process dies mid-build.
+        descriptor = os.open(self.root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            waiting = False
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waiting:
+                        log(f"Waiting for another build of environment {key[:12]}.")
+                        waiting = True
+                    await asyncio.sleep(self._lock_poll)
+            yield
+        finally:
+            os.close(descriptor)
+
+    async def _build(self, spec: EnvironmentSpec, key: str, folder: Path, log: Log) -> None:
+        started = time.monotonic()
+        if folder.exists():  # noqa: ASYNC240 - one stat, under the build lock
+            log(f"Removing the unfinished environment {key[:12]} left by an interrupted build.")
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        log(f"Building environment {key[:12]} in {folder}.")
+        normalised = normalise_environment(spec)
+        try:
+            await self._run(
+                [str(self._python), "-m", "venv", "--without-pip", str(folder)], log, "venv"
+            )
+            site_packages = folder / "lib" / f"python{self._version}" / "site-packages"
+            (site_packages / _LAYER_PTH).write_text(_layer_lines())
+            requirements = folder / "requirements.txt"
+            requirements.write_text("\n".join(normalised["pip"]) + "\n")
+            log("Requirements:\n" + requirements.read_text().rstrip())
+            await self._run(
+                [
+                    str(folder / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--progress-bar",
+                    "off",
+                    *self.pip_options,
+                    "-r",
+                    str(requirements),
+                ],
+                log,
+                "pip install",
+            )
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, folder, True))
+            raise
+        marker = {"spec": normalised, "base": self._base, "built_at": time.time()}
+        (folder / _MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        log(f"Environment {key[:12]} built in {time.monotonic() - started:.1f} s.")
+
+    async def _run(self, argv: list[str], log: Log, what: str) -> None:
+        environment = {**inherited_environment(), "PYTHONUNBUFFERED": "1", "PIP_NO_INPUT": "1"}
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=environment,
+            cwd=self.root,
+        )
+        assert process.stdout is not None
+        output: list[str] = []
+
+        async def relay() -> None:
+            assert process.stdout is not None
+            async for raw in process.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                output.append(line)
+                log(line)
+
+        try:
+            await asyncio.wait_for(asyncio.gather(relay(), process.wait()), self.timeout)
+        except BaseException as exc:
+            if process.returncode is None:
+                process.kill()
+                await asyncio.shield(process.wait())
+            if isinstance(exc, TimeoutError):
+                raise EnvironmentBuildFailed(
+                    f"{what} did not finish within {self.timeout:g} s.", "\n".join(output)
+                ) from None
+            raise
+        if process.returncode != 0:
+            raise EnvironmentBuildFailed(
+                f"{what} failed with exit code {process.returncode}.", "\n".join(output)
+            )
+
+
+def _layer_lines() -> str:
+    """The ``.pth`` lines that put the server's environment after the environment's own."""
+    directories = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE and site.getusersitepackages():
+        directories.append(site.getusersitepackages())
+    # A server run from a source tree (PYTHONPATH=src) has propylon outside any site directory.
+    import propylon
+
+    package_root = str(Path(propylon.__file__).resolve().parent.parent)
+    lines = [f"import site; site.addsitedir({directory!r})" for directory in directories]
+    if not any(package_root.startswith(str(Path(d).resolve())) for d in directories):
+        lines.append(package_root)
+    return "\n".join(lines) + "\n"
