@@ -46,6 +46,7 @@ class Settings:
     master_key: str | None = field(default=None, repr=False)
     public_host: str | None = None
     runtime: str = "local"
+    ray_address: str | None = None
     log_level: str = "info"
 
     @classmethod
@@ -65,6 +66,8 @@ class Settings:
         return settings.validated()
 
     def validated(self) -> Settings:
+        if self.runtime not in ("local", "ray"):
+            raise ConfigurationError(f"--runtime must be local or ray, not {self.runtime!r}.")
         for name, port in (("--port", self.port), ("--gateway-port", self.gateway_port)):
             if not 0 <= port <= 65535:
                 raise ConfigurationError(f"{name} {port} is not a TCP port (0-65535).")

@@ -8,8 +8,11 @@ The rules implemented here (reference §1.2, Appendix A ``match``):
 * ``*`` matches any run of characters **including** ``/``: ``Microsoft.Compute/virtualMachines/*``
   covers child resource types, and ``workspaces/*/action`` must cover
   ``workspaces/onlineEndpoints/score/action`` for AzureML Data Scientist to score;
-* the match is anchored at both ends; so ``X/*/read`` does *not* match ``X/read`` (the open
-  question of reference §1.2 is answered with plain glob semantics, §6.2 vector 20);
+* the match is anchored at both ends, and a ``/*/`` may also stand for a single ``/``: so
+  ``X/*/read`` matches ``X/read``. Reference §1.2 leaves this open; we follow the evidence that
+  AzureML Data Scientist (``workspaces/*/read`` only) must read its workspace — ``az ml`` and
+  azure-ai-ml GET the workspace before every PUT — and that the role lists ``workspaces/write``
+  in ``notActions``, which would be pointless unless ``workspaces/*/write`` matched it;
 * a custom role may hold only one ``*`` per string; ARM answers more with
   ``InvalidActionOrNotAction`` (reference §1.2, MicrosoftDocs/azure-docs#74428).
 
@@ -26,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,10 +64,17 @@ class ActionPattern:
         if self.wildcards == 0:
             return action == self.prefix
         if self.wildcards == 1:
-            return (
+            if (
                 len(action) >= len(self.prefix) + len(self.suffix)
                 and action.startswith(self.prefix)
                 and action.endswith(self.suffix)
+            ):
+                return True
+            # ``X/*/Y`` also covers ``X/Y`` (see the module docstring).
+            return (
+                self.prefix.endswith("/")
+                and self.suffix.startswith("/")
+                and action == self.prefix + self.suffix[1:]
             )
         assert self.regex is not None
         return self.regex.fullmatch(action) is not None
@@ -77,7 +88,7 @@ def compile_pattern(pattern: str) -> ActionPattern:
     wildcards = len(parts) - 1
     regex = None
     if wildcards > 1:
-        regex = re.compile(".*".join(re.escape(part) for part in parts), re.DOTALL)
+        regex = re.compile(_glob_regex(parts), re.DOTALL)
     return ActionPattern(
         text=pattern,
         prefix=parts[0],
@@ -85,6 +96,17 @@ def compile_pattern(pattern: str) -> ActionPattern:
         wildcards=wildcards,
         regex=regex,
     )
+
+
+def _glob_regex(parts: list[str]) -> str:
+    """``*`` → ``.*``; a ``/*/`` → ``/(?:.*/)?`` so that it may also stand for a single ``/``."""
+    regex = re.escape(parts[0])
+    for before, part in itertools.pairwise(parts):
+        if before.endswith("/") and part.startswith("/"):
+            regex += "(?:.*/)?" + re.escape(part[1:])
+        else:
+            regex += ".*" + re.escape(part)
+    return regex
 
 
 def action_matches(pattern: str, action: str) -> bool:

@@ -150,7 +150,13 @@ def list_role_definitions(
     at = _scope(scope)
     _require(request, caller, "Microsoft.Authorization/roleDefinitions/read", at)
     roles = [*BUILTIN_ROLES, *(role for role, _ in _custom_roles(_ctx(request).db))]
-    visible = [r for r in roles if r.role_type == "BuiltInRole" or is_assignable_at(r, at)]
+    # As az does: built-ins, plus custom roles assignable at, above or below the scope.
+    visible = [
+        r
+        for r in roles
+        if r.role_type == "BuiltInRole"
+        or any(is_within(at, s) or is_within(s, at) for s in r.assignable_scopes)
+    ]
     if filter_:
         match = _FILTER_ROLE_NAME.match(filter_)
         if match is None and "type eq 'customrole'" not in filter_.lower():

@@ -27,6 +27,9 @@ def server_command(
         bool, typer.Option("--no-tls", help="Serve plain HTTP (official Azure clients refuse it).")
     ] = False,
     runtime: Annotated[str, typer.Option(help="Instance backend: local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster for --runtime ray: auto or ray://host:port.")
+    ] = None,
 ) -> None:
     """Run the Propylon server (control plane, identity provider and gateway)."""
     from propylon.server import serve
@@ -40,6 +43,7 @@ def server_command(
         role=role,
         tls=not no_tls,
         runtime=runtime,
+        ray_address=ray_address,
     )
     configure_logging(settings.logs_dir, settings.log_level)
     serve(settings)

@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import secrets
@@ -286,6 +287,44 @@ class TokenIssuer:
             expires_in=exp - iat,
             claims=MappingProxyType(claims),
         )
+
+    def issue_id_token(
+        self,
+        tenant_id: str,
+        principal: PrincipalClaims,
+        client_id: str,
+        *,
+        nonce: str | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        """An OpenID Connect ID token (OIDC Core §2) for a signed-in user, audience the client.
+
+        Carries what MSAL reads to name the account: ``oid``, ``tid``, ``preferred_username``,
+        ``name``; ``sub`` is the same pairwise value as in the access token.
+        """
+        if principal.kind is not PrincipalKind.USER:
+            raise ValueError("ID tokens are issued for users only.")
+        moment = _now(now)
+        iat = int(moment.timestamp())
+        claims: dict[str, Any] = {
+            "aud": client_id,
+            "iss": self.issuer_for_tenant(tenant_id),
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + self._lifetime_s[0],
+            "tid": tenant_id,
+            "oid": principal.oid,
+            "sub": self._subject(dataclasses.replace(principal, app_id=client_id)),
+            "ver": "2.0",
+            "uti": _b64url(secrets.token_bytes(16)),
+        }
+        if principal.upn is not None:
+            claims["preferred_username"] = principal.upn
+        if principal.display_name is not None:
+            claims["name"] = principal.display_name
+        if nonce is not None:
+            claims["nonce"] = nonce
+        return self._sign(claims, typ="JWT", now=moment)
 
     def issue_endpoint_token(
         self,

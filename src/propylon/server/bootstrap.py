@@ -34,7 +34,7 @@ __all__ = [
     "write_bootstrap_file",
 ]
 
-OWNER_ROLE_ID = "8e3af657-a8ff-443c-a75e-2fe8c4bcb635"
+OWNER_ROLE_ID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 _CHECK_SLOT = "meta/master-key-check"
 _LOCATION = "local"
 

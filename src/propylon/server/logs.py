@@ -83,6 +83,9 @@ def configure_logging(logs_dir: Path | None, level: str = "info") -> None:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Probes of instances would otherwise log one line per request through httpx.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     # The server writes its own access log line with the request id; uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
 

@@ -1,7 +1,7 @@
 """Propylon's state: one database (SQLite or PostgreSQL), its change feed, and secrets at rest."""
 
 from propylon.store.changes import ChangeFeed
-from propylon.store.database import Database, utcnow
+from propylon.store.database import Database, as_utc, utcnow
 from propylon.store.resources import ResourceStore, ResourceWrite, canonical, check_etag, new_etag
 from propylon.store.secrets import (
     MasterKey,
@@ -22,6 +22,7 @@ __all__ = [
     "Sealer",
     "UnsealError",
     "Vault",
+    "as_utc",
     "canonical",
     "check_etag",
     "fast_hash",

@@ -31,13 +31,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from propylon.errors import ConfigurationError, ServiceUnavailable
 from propylon.store.models import Change
 
-__all__ = ["Database", "utcnow"]
+__all__ = ["Database", "as_utc", "utcnow"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite returns ``DateTime(timezone=True)`` naive)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Database:

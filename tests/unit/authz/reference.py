@@ -25,9 +25,22 @@ def is_ancestor(ancestor: str, scope: str) -> bool:
     return r == a or r.startswith(a + "/")
 
 
+def _variants(pattern: str) -> set[str]:
+    """The pattern with each ``/*/`` either kept or collapsed to ``/``, in every combination."""
+    index = pattern.find("/*/")
+    if index < 0:
+        return {pattern}
+    head, tail = pattern[:index], pattern[index + 3 :]
+    return {head + sep + rest for sep in ("/*/", "/") for rest in _variants(tail)}
+
+
 def match(pattern: str, action: str) -> bool:
-    regex = ".*".join(re.escape(part) for part in pattern.lower().split("*"))
-    return re.fullmatch(regex, action.lower(), re.DOTALL) is not None
+    """Glob where ``*`` spans ``/`` and ``/*/`` may also stand for one ``/``, tried by brute force."""
+    lowered = action.lower()
+    return any(
+        re.fullmatch(".*".join(re.escape(p) for p in v.split("*")), lowered, re.DOTALL)
+        for v in _variants(pattern.lower())
+    )
 
 
 def grants(permission: Permission, action: str, data_action: bool) -> bool:

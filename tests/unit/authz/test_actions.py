@@ -40,10 +40,12 @@ def test_trailing_star_covers_child_resource_types() -> None:
     )
 
 
-def test_middle_star_needs_at_least_one_segment_between_the_slashes() -> None:
-    """The open question of reference §1.2, answered with glob semantics (§6.2 vector 20)."""
-    assert not action_matches(f"{ML}/workspaces/*/read", f"{ML}/workspaces/read")
+def test_middle_star_may_also_stand_for_a_single_slash() -> None:
+    """The open question of reference §1.2 (§6.2 vector 20): ``X/*/read`` covers ``X/read``."""
+    assert action_matches(f"{ML}/workspaces/*/read", f"{ML}/workspaces/read")
     assert action_matches(f"{ML}/workspaces/*/read", f"{ML}/workspaces/x/read")
+    assert not action_matches(f"{ML}/workspaces/*/read", f"{ML}/workspacesread")
+    assert not action_matches(f"{ML}/workspaces/*/read", f"{ML}/workspaces/xread")
 
 
 def test_matching_ignores_case_of_pattern_and_action() -> None:
@@ -69,8 +71,9 @@ def test_patterns_with_several_stars_still_match_for_system_definitions() -> Non
     assert action_matches(
         "Microsoft.CostManagement/*/query/*", "Microsoft.CostManagement/x/query/y/z"
     )
+    assert action_matches("Microsoft.CostManagement/*/query/*", "Microsoft.CostManagement/query/y")
     assert not action_matches(
-        "Microsoft.CostManagement/*/query/*", "Microsoft.CostManagement/query/y"
+        "Microsoft.CostManagement/*/query/*", "Microsoft.CostManagement/xquery/y"
     )
 
 

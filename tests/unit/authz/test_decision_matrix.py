@@ -315,7 +315,10 @@ def test_vector_19_compute_operator_cannot_read_the_workspace() -> None:
     assert not policy.authorize("alice", [], f"{ML}/workspaces/read", WS).allowed
 
 
-def test_vector_20_data_scientist_workspace_read_follows_glob_semantics() -> None:
-    """Open question of reference §1.2: ``workspaces/*/read`` does not match ``workspaces/read``
-    under plain glob semantics, which this engine implements. Re-check against a live tenant."""
-    assert not policy_with(DS).authorize("alice", [], f"{ML}/workspaces/read", WS).allowed
+def test_vector_20_data_scientist_can_read_its_workspace() -> None:
+    """Open question of reference §1.2: ``workspaces/*/read`` covers ``workspaces/read`` (a
+    Data Scientist must GET the workspace before every PUT, as az ml and azure-ai-ml do), while
+    the role's ``notActions`` still keep ``workspaces/write`` and ``/delete`` away."""
+    assert policy_with(DS).authorize("alice", [], f"{ML}/workspaces/read", WS).allowed
+    assert not policy_with(DS).authorize("alice", [], f"{ML}/workspaces/write", WS).allowed
+    assert not policy_with(DS).authorize("alice", [], f"{ML}/workspaces/delete", WS).allowed

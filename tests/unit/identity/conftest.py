@@ -1,4 +1,5 @@
-"""Fixtures for the token core: a key ring, an issuer, a validator, and a token forger.
+"""Fixtures for the token core (a key ring, an issuer, a validator, a token forger) and for the
+store-backed parts (a SQLite directory, the token endpoint with its throttle and audit log).
 
 RSA key generation is the slow part, so a few private keys are made once per session and the
 key rings are built from them.
@@ -6,12 +7,15 @@ key rings are built from them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from identity_support import FakeClock
 from token_support import APP, ARM, BASE_URL, ML, NOW, TENANT, Forge, b64json, b64url
 
 from propylon.identity import (
@@ -23,6 +27,15 @@ from propylon.identity import (
     TokenValidator,
     TrustedIssuer,
 )
+from propylon.identity.audit import SignInAudit
+from propylon.identity.client_auth import ClientAuthenticator
+from propylon.identity.device_flow import DeviceFlow
+from propylon.identity.directory import Directory
+from propylon.identity.oauth2 import TokenEndpoint
+from propylon.identity.provider import KnownResources
+from propylon.identity.refresh_tokens import RefreshTokens
+from propylon.identity.throttle import SignInLimit, SignInThrottle
+from propylon.store import Database
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +118,68 @@ def forge(active_key: SigningKey, urls: IssuerUrl) -> Forge:
         return f"{signing_input}.{b64url(signature)}"
 
     return build
+
+
+# -- the store-backed parts: directory, token endpoint, managed identity ---------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A fresh, migrated SQLite store."""
+    database = Database.connect(f"sqlite:///{tmp_path / 'state.db'}")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def directory(db: Database) -> Directory:
+    return Directory(db, default_tenant=TENANT)
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> SignInAudit:
+    return SignInAudit(tmp_path / "logs" / "signins.jsonl")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def throttle(clock: FakeClock) -> SignInThrottle:
+    return SignInThrottle(
+        per_account=SignInLimit(3, 60.0), per_address=SignInLimit(10, 300.0), clock=clock
+    )
+
+
+@pytest.fixture
+def device_flow(db: Database) -> DeviceFlow:
+    return DeviceFlow(db, verification_uri=f"{BASE_URL}/device")
+
+
+@pytest.fixture
+def endpoint(
+    issuer: TokenIssuer,
+    directory: Directory,
+    db: Database,
+    device_flow: DeviceFlow,
+    throttle: SignInThrottle,
+    audit: SignInAudit,
+) -> TokenEndpoint:
+    return TokenEndpoint(
+        issuer=issuer,
+        directory=directory,
+        clients=ClientAuthenticator(directory),
+        refresh_tokens=RefreshTokens(db),
+        device_flow=device_flow,
+        throttle=throttle,
+        audit=audit,
+        is_known_resource=KnownResources(directory),
+    )
+
+
+@pytest.fixture
+def validator_with_directory(own_trust: TrustedIssuer, directory: Directory) -> TokenValidator:
+    return TokenValidator([own_trust], principal_is_active=directory.is_active)
