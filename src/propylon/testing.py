@@ -73,7 +73,9 @@ class RunningServer:
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
         timeout: float = 60.0,
+        detach: bool = False,
     ) -> RunningServer:
+        """Start and wait until healthy; ``detach`` lets the server outlive this process."""
         port = port or free_port()
         gateway_port = gateway_port or free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,9 +97,12 @@ class RunningServer:
             *(() if tls else ("--no-tls",)),
             *(extra_args or ()),
         ]
-        log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
+        (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        log_path = data_dir / "logs" / f"server-{port}.out"
         log_file = log_path.open("ab")
-        process = subprocess.Popen(args, env=environment, stdout=log_file, stderr=log_file)
+        process = subprocess.Popen(
+            args, env=environment, stdout=log_file, stderr=log_file, start_new_session=detach
+        )
         log_file.close()
         server = cls(data_dir, port, gateway_port, process, tls, env or {}, log_path)
         try:
@@ -140,6 +145,36 @@ class RunningServer:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(verify=self.verify, timeout=30.0, **kwargs)
+
+    def token(
+        self,
+        resource: str = "https://management.azure.com",
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+    ) -> str:
+        """An access token by the client-credentials grant (the bootstrap admin by default)."""
+        info = self.bootstrap
+        with self.client() as client:
+            response = client.post(
+                f"{self.control_url}/{info['tenant_id']}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id or info["admin_client_id"],
+                    "client_secret": client_secret or info["admin_client_secret"],
+                    "scope": f"{resource}/.default",
+                },
+            )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    @property
+    def workspace_id(self) -> str:
+        info = self.bootstrap
+        return (
+            f"/subscriptions/{info['subscription_id']}/resourceGroups/{info['resource_group']}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{info['workspace']}"
+        )
 
     def wait_healthy(self, *, timeout: float = 60.0, role: str = "all") -> None:
         url = (self.gateway_url if role == "gateway" else self.control_url) + "/healthz"
