@@ -13,6 +13,11 @@ from propylon import __version__
 from propylon.authz import routes as authz_routes
 from propylon.authz.repository import PolicyFollower
 from propylon.config import Settings
+from propylon.control import install as install_control_plane
+from propylon.gateway import create_gateway
+from propylon.identity import install_identity
+from propylon.identity import routes as identity_routes
+from propylon.runtime import Backend, LocalBackend
 from propylon.server.access import PlatformAccess
 from propylon.server.bootstrap import (
     bootstrap_state,
@@ -50,14 +55,37 @@ def build_context(settings: Settings) -> ServerContext:
         tls=tls,
     )
     ctx.services["bootstrap_file"] = write_bootstrap_file(settings, tenancy, admin_secret, tls)
+    install_identity(ctx)
     _wire_access(ctx)
+    if settings.role.serves_control:
+        _install_runtime(ctx)
     return ctx
+
+
+def _install_runtime(ctx: ServerContext) -> None:
+    """The instance backend the control plane drives (``--runtime local|ray``)."""
+    if ctx.settings.runtime == "ray":
+        from propylon.runtime.ray import create_backend
+
+        backend: Backend = create_backend(
+            "ray",
+            data_dir=ctx.settings.data_dir,
+            resources=ctx.resources,
+            identity_env=ctx.services["identity_env"],
+            ray_address=ctx.settings.ray_address,
+        )
+    else:
+        backend = LocalBackend(
+            ctx.settings.data_dir,
+            ctx.resources,
+            identity_env=ctx.services["identity_env"],
+        )
+    ctx.services["runtime"] = backend
+    ctx.on_shutdown.append(backend.shutdown)
 
 
 def _wire_access(ctx: ServerContext) -> None:
     """RBAC policy (followed through the change feed) + identity → ``ctx.services["access"]``."""
-    if "validator" not in ctx.services:  # identity services not wired yet (lead: remove guard)
-        return
     follower = PolicyFollower(ctx.db)
     ctx.feed.subscribe(follower)
     ctx.services["policy"] = follower
@@ -84,10 +112,13 @@ def create_control_app(ctx: ServerContext) -> ASGIApp:
     for route in health_routes(ctx, plane="control"):
         app.router.routes.append(route)
     app.include_router(authz_routes.router())
+    app.include_router(identity_routes.router())
+    install_control_plane(app, ctx)
     return RequestContextMiddleware(app, plane="control", registry=ctx.metrics)
 
 
 def create_gateway_app(ctx: ServerContext) -> ASGIApp:
     """Data plane: scoring requests, authenticated and routed to deployment instances."""
-    app = Starlette(routes=health_routes(ctx, plane="gateway"))
+    health = Starlette(routes=health_routes(ctx, plane="gateway"))
+    app = create_gateway(ctx, fallback=health)
     return RequestContextMiddleware(app, plane="gateway", registry=ctx.metrics)
