@@ -16,7 +16,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +39,7 @@ def say(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-def propylon(
-    *args: str, config: Path = CLI_CONFIG, check: bool = True, quiet: bool = False
-) -> str:
+def propylon(*args: str, config: Path = CLI_CONFIG, check: bool = True, quiet: bool = False) -> str:
     """Run the CLI as a user would; print the command and a short form of its answer."""
     print(f"$ propylon {shlex.join(args)}", flush=True)
     env = {**os.environ, "PROPYLON_CONFIG_DIR": str(config), "NO_COLOR": "1"}
@@ -72,7 +69,8 @@ def ensure_server() -> tuple[dict[str, Any], int | None]:
     ca = DATA_DIR / "tls" / "ca.pem"
     if bootstrap.exists() and ca.exists():
         try:
-            httpx.get("https://127.0.0.1:8080/healthz", verify=str(ca), timeout=2).raise_for_status()
+            health = httpx.get("https://127.0.0.1:8080/healthz", verify=str(ca), timeout=2)
+            health.raise_for_status()
         except httpx.HTTPError:
             pass
         else:
@@ -120,6 +118,15 @@ def main() -> int:
     print(f"control plane {info['control_plane_url']}  gateway {info['gateway_url']}")
     print(f"bootstrap facts in {DATA_DIR / 'bootstrap.json'} (mode 0600)")
 
+    sign_in_and_deploy()
+    invoke_each()
+    roll_out_green()
+    endpoint_scope = scorer_story(info)
+    next_steps(info, endpoint_scope, started_pid)
+    return 0
+
+
+def sign_in_and_deploy() -> None:
     say("the administrator signs in (the bootstrap service principal, Owner at /)")
     propylon("login", "--data-dir", str(DATA_DIR), "--service-principal", "-o", "none")
     propylon("configure", "--defaults", "group=default-rg", "workspace=default-ws")
@@ -128,19 +135,23 @@ def main() -> int:
     for mode, name in ENDPOINTS.items():
         if not exists("online-endpoint", "-n", name):
             propylon("ml", "online-endpoint", "create", "-n", name, "--auth-mode", mode,
-                     "--query", "{name:name,auth_mode:auth_mode,scoring_uri:scoring_uri}")  # fmt: skip
+                     "--query", "{name:name,auth_mode:auth_mode,uri:scoring_uri}")  # fmt: skip
         if not exists("online-deployment", "-n", "blue", "-e", name):
             propylon("ml", "online-deployment", "create", "-n", "blue", "-e", name,
                      "-f", str(deployment_yaml("blue", name)), "--all-traffic",
                      "--query", "{name:name,state:provisioning_state}")  # fmt: skip
 
+
+def invoke_each() -> None:
     say("each endpoint invoked (keys, endpoint tokens and identity tokens fetched as needed)")
     for mode, name in ENDPOINTS.items():
         print(f"[{mode}]")
         propylon("ml", "online-endpoint", "invoke", "-n", name, "-r", "sample-request.json")
     propylon("ml", "online-endpoint", "get-credentials", "-n", ENDPOINTS["aml_token"],
-             "--query", "{tokenType:tokenType,expiryTimeUtc:expiryTimeUtc,refreshAfterTimeUtc:refreshAfterTimeUtc}")  # fmt: skip
+             "--query", "{tokenType:tokenType,expiryTimeUtc:expiryTimeUtc}")  # fmt: skip
 
+
+def roll_out_green() -> None:
     say("green at 10 % of demo-key's traffic, then all of it")
     key_endpoint = ENDPOINTS["key"]
     if not exists("online-deployment", "-n", "green", "-e", key_endpoint):
@@ -155,6 +166,8 @@ def main() -> int:
     propylon("ml", "online-endpoint", "invoke", "-n", key_endpoint, "-r", "sample-request.json",
              "--deployment-name", "green")  # fmt: skip
 
+
+def scorer_story(info: dict[str, Any]) -> str:
     say("a custom scoring role and a user who may score but not manage")
     workspace = (
         f"/subscriptions/{info['subscription_id']}/resourceGroups/{info['resource_group']}"
@@ -207,10 +220,13 @@ def main() -> int:
     print(f"  -> exit {refused.returncode}: {refused.stderr.strip()}")
     if refused.returncode == 0:
         raise SystemExit("demo step failed: a scorer was allowed to manage the endpoint")
+    return endpoint_scope
 
+
+def next_steps(info: dict[str, Any], endpoint_scope: str, started_pid: int | None) -> None:
     say("what to try next")
     print(f"export PROPYLON_CONFIG_DIR={CLI_CONFIG}    # act as the administrator")
-    print(f"propylon ml online-endpoint list -o table -g default-rg -w default-ws")
+    print("propylon ml online-endpoint list -o table -g default-rg -w default-ws")
     print(f"propylon ml online-deployment get-logs -n blue -e {ENDPOINTS['key']} --lines 20")
     print(f"propylon role check --assignee {SCORER} --action "
           "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action "
@@ -218,8 +234,6 @@ def main() -> int:
     print(f"curl --cacert {DATA_DIR / 'tls' / 'ca.pem'} {info['control_plane_url']}/healthz")
     pid = started_pid or _server_pid()
     print(f"\nstop the server: kill {pid}" if pid else "\nstop the server: kill its process")
-    time.sleep(0)  # keep the output ordered before exit
-    return 0
 
 
 def _server_pid() -> int | None:

@@ -35,7 +35,7 @@ def _variants(pattern: str) -> set[str]:
 
 
 def match(pattern: str, action: str) -> bool:
-    """Glob where ``*`` spans ``/`` and ``/*/`` may also stand for one ``/``, tried by brute force."""
+    """Glob: ``*`` spans ``/``, and ``/*/`` may also stand for one ``/`` (tried by brute force)."""
     lowered = action.lower()
     return any(
         re.fullmatch(".*".join(re.escape(p) for p in v.split("*")), lowered, re.DOTALL)
