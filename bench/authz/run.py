@@ -22,9 +22,6 @@ with ``time.perf_counter_ns`` (the timer's own cost, ~0.1 µs, is included). Goa
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import random
 import statistics
 import sys
@@ -32,6 +29,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results import record
 
 from propylon.authz import (
     BUILTIN_ROLES_BY_NAME,
@@ -249,32 +249,6 @@ def table(sizes: Sizes, tenant: Tenant, timings: Sequence[Timing]) -> str:
     return "\n".join(lines)
 
 
-def record(path: Path, body: str, command: str) -> None:
-    """Replace (or append) the ``## authz`` section of ``path``, keeping every other section."""
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    section = [
-        "## authz",
-        "",
-        f"Recorded {today} with `{command}` on Python {platform.python_version()}, "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs.",
-        "",
-        body,
-        "",
-    ]
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmark results", ""]
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## authz"), None)
-    if start is None:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines.extend(section)
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = section
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="small sizes, finishes in seconds")
@@ -287,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(body)
     if args.record:
         command = "python bench/authz/run.py" + (" --smoke" if args.smoke else "") + " --record"
-        record(Path(__file__).resolve().parent.parent / "RESULTS.md", body, command)
+        record("authz", body, command)
         print("\nrecorded in bench/RESULTS.md")
     return 0
 

@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime as dt
 import hashlib
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +37,9 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results import record
 
 from propylon.control.specs import environment_spec
 from propylon.runtime import (
@@ -209,32 +209,6 @@ def table(results: Sequence[Result], repeats: int) -> str:
     return "\n".join(lines)
 
 
-def record(path: Path, body: str, command: str) -> None:
-    """Replace (or append) the ``## deploy`` section of ``path``, keeping every other section."""
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    section = [
-        "## deploy",
-        "",
-        f"Recorded {today} with `{command}` on Python {platform.python_version()}, "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs.",
-        "",
-        body,
-        "",
-    ]
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmark results", ""]
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## deploy"), None)
-    if start is None:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines.extend(section)
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        lines[start:end] = section
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="2 deployments per scenario")
@@ -248,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(body)
     if args.record:
         command = "python bench/deploy/run.py" + (" --smoke" if args.smoke else "") + " --record"
-        record(Path(__file__).resolve().parent.parent / "RESULTS.md", body, command)
+        record("deploy", body, command)
         print("\nrecorded in bench/RESULTS.md")
     return 0
 
