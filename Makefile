@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,examples,compat]'
+	$(PY) -m pip install --quiet -e '.[dev,examples,compat,ray]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -18,6 +18,11 @@ see the replica count as they see local instances; Serve picks the replica. The 
 on loopback by default: a proxy reachable from elsewhere would bypass the gateway's
 authentication, so expose it (``http_host="0.0.0.0"``) only to the gateway's hosts.
 
+Serve's default proxy is Python (uvicorn plus a handle per request); Serve's HAProxy ingress
+(``RAY_SERVE_ENABLE_HA_PROXY=1`` in the environment of ``ray start``) forwards several times
+more requests per second on the same machine (``bench/gateway/ray_column.py``) but takes ~30 s
+to delete an application. The backend works with either.
+
 Status follows Serve's application status, polled every ``poll_interval``: ``DEPLOYING`` →
 Creating (Updating once the deployment has succeeded), ``RUNNING`` → Succeeded,
 ``DEPLOY_FAILED`` and ``UNHEALTHY`` → Failed with Serve's message (the end of the replica's
@@ -43,6 +48,7 @@ import concurrent.futures
 import functools
 import importlib.util
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +94,8 @@ log = logging.getLogger("propylon.runtime")
 T = TypeVar("T")
 
 _FINGERPRINT_TIMEOUT = 10.0
+_DELETE_GRACE = 60.0  # beyond stop_timeout: Serve's HAProxy ingress drains for ~30 s
+_UNSEEN_GRACE = 30.0  # how long a submitted application may be missing from serve.status()
 
 
 @dataclass
@@ -97,6 +105,7 @@ class _Tracked:
     status: DeploymentStatus
     succeeded: bool = False
     applying: bool = False
+    submitted_at: float = 0.0  # monotonic
     epoch: int = 0
     snapshot: AppSnapshot | None = None
     # Why the latest apply never reached Serve; it stays the status until the next apply.
@@ -211,6 +220,7 @@ class RayBackend:
             if await self._call(_running_fingerprint, app.name) == app.fingerprint:
                 _note(setup, f"Ray Serve application {app.name} already runs this; kept as it is.")
                 return
+            tracked.submitted_at = time.monotonic()
             try:
                 await self._call(self._submit, app)
             except BadRequest as exc:
@@ -240,6 +250,13 @@ class RayBackend:
         if tracked is not None and tracked.status.ready:
             await asyncio.sleep(self._drain_delay)
         await self._call(_delete_application, name)
+        # Waited for here, not on the Ray thread, which the other deployments' polls share.
+        deadline = asyncio.get_running_loop().time() + self._stop_timeout + _DELETE_GRACE
+        while name in await self._call(_read_applications):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("Ray Serve is still deleting application %s", name)
+                break
+            await asyncio.sleep(self._poll_interval)
         if self._logs is not None:
             self._logs.deployment(deployment_id).remove()
 
@@ -341,20 +358,32 @@ class RayBackend:
             )
 
     async def _watch(self) -> None:
+        unreachable: str | None = None
         while True:
             epochs = {key: tracked.epoch for key, tracked in self._tracked.items()}
             try:
                 snapshots = await self._call(_read_applications)
             except PropylonError as exc:
-                log.warning("cannot read Ray Serve's status: %s", exc.message)
+                if unreachable is None:  # once per outage, not once per poll
+                    log.warning("cannot read Ray Serve's status: %s", exc.message)
+                unreachable = exc.message
             else:
+                if unreachable is not None:
+                    log.info("Ray Serve's status can be read again")
+                    unreachable = None
                 for key, tracked in list(self._tracked.items()):
                     # A read that began before an apply finished may show the previous spec.
-                    if not tracked.applying and epochs.get(key) == tracked.epoch:
+                    if tracked.applying or epochs.get(key) != tracked.epoch:
+                        continue
+                    try:
                         await self._observe(tracked, snapshots.get(tracked.app.name))
+                    except Exception:  # one deployment's trouble must not stop the others'
+                        log.exception("cannot follow %s", tracked.spec.deployment_id)
             await asyncio.sleep(self._poll_interval)
 
     async def _observe(self, tracked: _Tracked, app: AppSnapshot | None) -> None:
+        if self._tracked.get(canonical(tracked.spec.deployment_id)) is not tracked:
+            return  # removed meanwhile: its set stays withdrawn
         previous = tracked.status
         tracked.snapshot = app
         try:
@@ -365,6 +394,8 @@ class RayBackend:
             log.exception("cannot publish the instance set of %s", tracked.spec.deployment_id)
         if tracked.refused is not None:
             return  # what still runs keeps serving; the status stays the refusal
+        if app is None and time.monotonic() - tracked.submitted_at < _UNSEEN_GRACE:
+            return  # submitted a moment ago: the controller lists it on its next pass
         status = observed_status(
             app,
             name=tracked.app.name,
@@ -382,7 +413,7 @@ class RayBackend:
                 _note(setup, f"Ray Serve runs {status.ready} replica(s) of {tracked.app.name}.")
             setup.close()
 
-    async def _call(self, function: Callable[[], T] | Callable[..., T], *args: Any) -> T:
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         call = functools.partial(self._in_ray_thread, function, *args)
         return await loop.run_in_executor(self._executor, call)
@@ -423,7 +454,12 @@ class RayBackend:
             # The inference server logs every request itself (with Azure's request ids).
             logging_config={"enable_access_log": False},
         )
-        serve.run_many([target], wait_for_applications_running=False)
+        # Returns once the controller has the application (DEPLOYING); the monitor does the rest.
+        serve.run_many(
+            [target],
+            wait_for_ingress_deployment_creation=False,
+            wait_for_applications_running=False,
+        )
 
 
 class _ServeReplica(InferenceReplica):
@@ -478,7 +514,7 @@ def _running_fingerprint(name: str) -> str | None:
 def _delete_application(name: str) -> None:
     from ray import serve
 
-    serve.delete(name, _blocking=True)
+    serve.delete(name, _blocking=False)
 
 
 def _disconnect() -> None:

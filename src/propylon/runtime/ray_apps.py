@@ -24,6 +24,9 @@ deployment ``blue`` of endpoint    application ``my-endpoint_blue`` (names canno
                                    instance`` (timeouts and queue wait stay in the gateway)
 ``liveness_probe``                 ``health_check_period_s`` / ``health_check_timeout_s``
                                    (Serve restarts a replica after 3 failed checks)
+``readiness_probe``                a replica takes requests once ``init()`` has returned; it
+                                   fails if that takes longer than initial delay + period ×
+                                   failure threshold
 environment: pip requirements      ``runtime_env={"pip": …}``, only when there are any (else the
                                    replicas use the cluster's own environment); Ray builds it
                                    on each node, inheriting the cluster's packages
@@ -49,42 +52,42 @@ scheduling unit, not a limit) and for the SKU's GPUs. Memory is not reserved. Un
 the default's resources, with a warning in the ``StorageInitializer`` log; ``instance_types=``
 replaces or extends the table.
 
-=====================  =====  ==========  ====  ================================
-instance type          vCPUs  memory GiB  GPUs  Ray per replica (default scale)
-=====================  =====  ==========  ====  ================================
-Standard_DS1_v2            1         3.5     0  num_cpus 0.125
-Standard_DS2_v2            2           7     0  num_cpus 0.25
-Standard_DS3_v2            4          14     0  num_cpus 0.5 (the default type)
-Standard_DS4_v2            8          28     0  num_cpus 1
-Standard_DS5_v2           16          56     0  num_cpus 2
-Standard_F2s_v2            2           4     0  num_cpus 0.25
-Standard_F4s_v2            4           8     0  num_cpus 0.5
-Standard_F8s_v2            8          16     0  num_cpus 1
-Standard_F16s_v2          16          32     0  num_cpus 2
-Standard_F32s_v2          32          64     0  num_cpus 4
-Standard_F48s_v2          48          96     0  num_cpus 6
-Standard_F64s_v2          64         128     0  num_cpus 8
-Standard_F72s_v2          72         144     0  num_cpus 9
-Standard_E2s_v3            2          16     0  num_cpus 0.25
-Standard_E4s_v3            4          32     0  num_cpus 0.5
-Standard_E8s_v3            8          64     0  num_cpus 1
-Standard_E16s_v3          16         128     0  num_cpus 2
-Standard_E32s_v3          32         256     0  num_cpus 4
-Standard_E48s_v3          48         384     0  num_cpus 6
-Standard_E64s_v3          64         432     0  num_cpus 8
-Standard_NC4as_T4_v3       4          28     1  num_cpus 0.5, num_gpus 1 (T4)
-Standard_NC8as_T4_v3       8          56     1  num_cpus 1, num_gpus 1 (T4)
-Standard_NC16as_T4_v3     16         110     1  num_cpus 2, num_gpus 1 (T4)
-Standard_NC64as_T4_v3     64         440     4  num_cpus 8, num_gpus 4 (T4)
-Standard_NC6s_v3           6         112     1  num_cpus 0.75, num_gpus 1 (V100)
-Standard_NC12s_v3         12         224     2  num_cpus 1.5, num_gpus 2 (V100)
-Standard_NC24s_v3         24         448     4  num_cpus 3, num_gpus 4 (V100)
-Standard_NC24ads_A100_v4  24         220     1  num_cpus 3, num_gpus 1 (A100)
-Standard_NC48ads_A100_v4  48         440     2  num_cpus 6, num_gpus 2 (A100)
-Standard_NC96ads_A100_v4  96         880     4  num_cpus 12, num_gpus 4 (A100)
-Standard_ND96asr_v4       96         900     8  num_cpus 12, num_gpus 8 (A100)
-Standard_ND96amsr_A100_v4 96        1900     8  num_cpus 12, num_gpus 8 (A100)
-=====================  =====  ==========  ====  ================================
+=========================  =====  ==========  ====  ======================================
+instance type              vCPUs  memory GiB  GPUs  Ray per replica (default scale)
+=========================  =====  ==========  ====  ======================================
+Standard_DS1_v2                1         3.5     0  num_cpus 0.125
+Standard_DS2_v2                2           7     0  num_cpus 0.25
+Standard_DS3_v2                4          14     0  num_cpus 0.5 (the default type)
+Standard_DS4_v2                8          28     0  num_cpus 1
+Standard_DS5_v2               16          56     0  num_cpus 2
+Standard_F2s_v2                2           4     0  num_cpus 0.25
+Standard_F4s_v2                4           8     0  num_cpus 0.5
+Standard_F8s_v2                8          16     0  num_cpus 1
+Standard_F16s_v2              16          32     0  num_cpus 2
+Standard_F32s_v2              32          64     0  num_cpus 4
+Standard_F48s_v2              48          96     0  num_cpus 6
+Standard_F64s_v2              64         128     0  num_cpus 8
+Standard_F72s_v2              72         144     0  num_cpus 9
+Standard_E2s_v3                2          16     0  num_cpus 0.25
+Standard_E4s_v3                4          32     0  num_cpus 0.5
+Standard_E8s_v3                8          64     0  num_cpus 1
+Standard_E16s_v3              16         128     0  num_cpus 2
+Standard_E32s_v3              32         256     0  num_cpus 4
+Standard_E48s_v3              48         384     0  num_cpus 6
+Standard_E64s_v3              64         432     0  num_cpus 8
+Standard_NC4as_T4_v3           4          28     1  num_cpus 0.5, num_gpus 1 (T4)
+Standard_NC8as_T4_v3           8          56     1  num_cpus 1, num_gpus 1 (T4)
+Standard_NC16as_T4_v3         16         110     1  num_cpus 2, num_gpus 1 (T4)
+Standard_NC64as_T4_v3         64         440     4  num_cpus 8, num_gpus 4 (T4)
+Standard_NC6s_v3               6         112     1  num_cpus 0.75, num_gpus 1 (V100)
+Standard_NC12s_v3             12         224     2  num_cpus 1.5, num_gpus 2 (V100)
+Standard_NC24s_v3             24         448     4  num_cpus 3, num_gpus 4 (V100)
+Standard_NC24ads_A100_v4      24         220     1  num_cpus 3, num_gpus 1 (A100)
+Standard_NC48ads_A100_v4      48         440     2  num_cpus 6, num_gpus 2 (A100)
+Standard_NC96ads_A100_v4      96         880     4  num_cpus 12, num_gpus 4 (A100)
+Standard_ND96asr_v4           96         900     8  num_cpus 12, num_gpus 8 (A100)
+Standard_ND96amsr_A100_v4     96        1900     8  num_cpus 12, num_gpus 8 (A100)
+=========================  =====  ==========  ====  ======================================
 
 Example::
 
@@ -338,6 +341,8 @@ def serve_application(
         log_folder=str(log_folder) if log_folder is not None else None,
         working_dir=str(working_dir),
         secret_variables=dict(identity or {}),
+        start_timeout=spec.readiness.initial_delay
+        + spec.readiness.period * spec.readiness.failure_threshold,
     )
     # What the replicas were made from, so that an unchanged spec is recognised as running.
     given = {"name": name, "options": options, "replica": dataclasses.asdict(replica)}

@@ -152,11 +152,13 @@ class LocalRayHead:
                 folder.rename(leftovers / str(number))
         shutil.rmtree(self.root, ignore_errors=True)
         if built:
-            subprocess.Popen(
-                ["rm", "-rf", str(leftovers)],
+            # sh puts rm in the background and returns: nothing is left to wait for.
+            subprocess.run(
+                ["sh", "-c", 'rm -rf -- "$0" &', str(leftovers)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
+                check=False,
             )
 
     def __enter__(self) -> LocalRayHead:

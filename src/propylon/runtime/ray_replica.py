@@ -25,6 +25,7 @@ also copied to the worker's own stderr, so Ray's tools still show them. Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -63,6 +64,8 @@ class ReplicaSettings:
     working_dir: str | None = None
     secret_variables: Mapping[str, str] = field(default_factory=dict, repr=False)
     fingerprint: str = ""  # of everything the application was deployed with
+    # How long init() may take: the readiness probe's initial delay + period × failure threshold.
+    start_timeout: float | None = None
 
 
 class ServeAdapter:
@@ -98,6 +101,7 @@ class InferenceReplica:
     def __init__(self, settings: ReplicaSettings, instance_id: str) -> None:
         self.instance_id = instance_id
         self.fingerprint = settings.fingerprint
+        self.start_timeout = settings.start_timeout
         os.environ.update(settings.secret_variables)
         if settings.log_folder is not None:
             logs = DeploymentLogs(
@@ -119,13 +123,20 @@ class InferenceReplica:
         Waiting here for ``init()`` is the replica's readiness: Serve routes nothing to a replica
         whose initialisation has not finished.
         """
-        state = await self.inference.wait_started()
+        try:
+            state = await asyncio.wait_for(self.inference.wait_started(), self.start_timeout)
+        except TimeoutError:
+            await self.inference.shutdown()
+            raise ReplicaStartFailed(
+                f"The scoring script's init() did not finish within {self.start_timeout:g} s "
+                "(the readiness probe's initial delay + period × failure threshold)."
+            ) from None
         if state is not Lifecycle.READY:
             failure = self.inference.failure
             raise ReplicaStartFailed(str(failure) if failure else "The scoring script failed.")
         return ServeAdapter(self.inference)
 
-    def propylon_fingerprint(self) -> str:
+    async def propylon_fingerprint(self) -> str:
         """What this replica was deployed with (called through a Serve handle by the backend)."""
         return self.fingerprint
 

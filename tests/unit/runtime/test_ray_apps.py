@@ -116,6 +116,11 @@ def test_liveness_probe_becomes_serve_health_checks() -> None:
     assert (options["health_check_period_s"], options["health_check_timeout_s"]) == (3.0, 1.5)
 
 
+def test_readiness_probe_bounds_how_long_init_may_take() -> None:
+    probe = ProbeSettings(initial_delay=10, period=10, failure_threshold=30)
+    assert serve_application(spec(readiness=probe)).replica.start_timeout == 310
+
+
 def test_target_utilization_becomes_serve_autoscaling() -> None:
     scale = ScaleSettings(
         scale_type="TargetUtilization",
