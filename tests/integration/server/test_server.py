@@ -90,6 +90,9 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``propylon server …`` on free ports unless the arguments name them."""
+    if args[0] == "server" and "--port" not in args:
+        args = (*args, "--port", str(free_port()), "--gateway-port", str(free_port()))
     return subprocess.run(
         [sys.executable, "-m", "propylon", *args],
         capture_output=True,
