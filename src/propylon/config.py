@@ -45,6 +45,9 @@ class Settings:
     database_url: str | None = None
     master_key: str | None = field(default=None, repr=False)
     public_host: str | None = None
+    # Replicas behind one address share these, so tokens, issuers and scoring URIs agree.
+    control_url: str | None = None
+    gateway_url: str | None = None
     runtime: str = "local"
     ray_address: str | None = None
     log_level: str = "info"
@@ -59,6 +62,8 @@ class Settings:
             database_url=env.get("PROPYLON_DATABASE_URL") or None,
             master_key=env.get("PROPYLON_MASTER_KEY") or None,
             public_host=env.get("PROPYLON_PUBLIC_HOST") or None,
+            control_url=(env.get("PROPYLON_CONTROL_URL") or "").rstrip("/") or None,
+            gateway_url=(env.get("PROPYLON_GATEWAY_URL") or "").rstrip("/") or None,
             log_level=env.get("PROPYLON_LOG_LEVEL", "info"),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -92,6 +97,18 @@ class Settings:
         if self.public_host:
             return self.public_host
         return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+
+    @property
+    def advertised_control_url(self) -> str:
+        """The control plane (and identity provider) URL clients use; the token issuer's base."""
+        host = self.advertised_host
+        return self.control_url or f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def advertised_gateway_url(self) -> str:
+        """The gateway URL in every endpoint's ``scoringUri``."""
+        host = self.advertised_host
+        return self.gateway_url or f"{self.scheme}://{host}:{self.gateway_port}"
 
     @property
     def database(self) -> str:

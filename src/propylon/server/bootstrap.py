@@ -150,8 +150,7 @@ def write_bootstrap_file(
     if path.exists():
         previous = json.loads(path.read_text())
     secret = admin_secret or previous.get("admin_client_secret")
-    host = settings.advertised_host
-    control = f"{settings.scheme}://{host}:{settings.port}"
+    control = settings.advertised_control_url
     content = {
         "tenant_id": tenancy.tenant_id,
         "subscription_id": tenancy.subscription_id,
@@ -161,7 +160,7 @@ def write_bootstrap_file(
         "admin_client_secret": secret,
         "authority": control,
         "control_plane_url": control,
-        "gateway_url": f"{settings.scheme}://{host}:{settings.gateway_port}",
+        "gateway_url": settings.advertised_gateway_url,
         "ca_cert": str(tls.ca_cert) if tls else None,
     }
     temporary = path.with_suffix(".tmp")

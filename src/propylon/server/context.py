@@ -40,10 +40,8 @@ class ServerContext:
 
     @property
     def control_url(self) -> str:
-        s = self.settings
-        return f"{s.scheme}://{s.advertised_host}:{s.port}"
+        return self.settings.advertised_control_url
 
     @property
     def gateway_url(self) -> str:
-        s = self.settings
-        return f"{s.scheme}://{s.advertised_host}:{s.gateway_port}"
+        return self.settings.advertised_gateway_url

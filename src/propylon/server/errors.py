@@ -61,7 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "BadRequest")
-        error = PropylonError(str(exc.detail), code=code)
+        # Keep the exception's headers: a 405 must say ``Allow`` (RFC 9110 §15.5.6).
+        error = PropylonError(str(exc.detail), code=code, headers=exc.headers)
         error.status = exc.status_code
         return render_error(error)
 
