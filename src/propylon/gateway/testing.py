@@ -97,7 +97,9 @@ class StaticAccess:
         if bound is None or bound[0] != endpoint_id.lower():
             raise Unauthenticated("The token is not valid for this endpoint.")
 
-    def mint_endpoint_token(self, endpoint_id: str) -> dict[str, Any]:
+    def mint_endpoint_token(
+        self, endpoint_id: str, *, requested_by: str | None = None
+    ) -> dict[str, Any]:
         token = uuid.uuid4().hex
         self.add_endpoint_token(token, endpoint_id)
         return {"accessToken": token, "expiryTimeUtc": 0, "refreshAfterTimeUtc": 0}

@@ -68,9 +68,12 @@ class AccessControl(Protocol):
         """Accept an ``aml_token`` minted for exactly this endpoint, else raise Unauthenticated."""
         ...
 
-    def mint_endpoint_token(self, endpoint_id: str) -> dict[str, Any]:
+    def mint_endpoint_token(
+        self, endpoint_id: str, *, requested_by: str | None = None
+    ) -> dict[str, Any]:
         """``{"accessToken", "expiryTimeUtc", "refreshAfterTimeUtc", "tokenType"}`` for the
-        control plane's ``POST …/onlineEndpoints/{name}/token``."""
+        control plane's ``POST …/onlineEndpoints/{name}/token``; ``requested_by`` is the oid
+        the gateway's traffic log shows for requests made with the token."""
         ...
 
 
@@ -162,5 +165,10 @@ class PlatformAccess:
     def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
         self._validator.validate_endpoint_token(token, endpoint_id)
 
-    def mint_endpoint_token(self, endpoint_id: str) -> dict[str, Any]:
-        return self._issuer.issue_endpoint_token(endpoint_id, tenant_id=self._tenant_id).as_body()
+    def mint_endpoint_token(
+        self, endpoint_id: str, *, requested_by: str | None = None
+    ) -> dict[str, Any]:
+        token = self._issuer.issue_endpoint_token(
+            endpoint_id, tenant_id=self._tenant_id, requested_by=requested_by
+        )
+        return token.as_body()

@@ -62,7 +62,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "BadRequest")
         # Keep the exception's headers: a 405 must say ``Allow`` (RFC 9110 §15.5.6).
-        error = PropylonError(str(exc.detail), code=code, headers=exc.headers)
+        error = PropylonError(str(exc.detail), code=code, headers=dict(exc.headers or {}))
         error.status = exc.status_code
         return render_error(error)
 

@@ -63,7 +63,9 @@ class FakeAccess:
     def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
         raise Unauthenticated("not used here")
 
-    def mint_endpoint_token(self, endpoint_id: str) -> dict[str, Any]:
+    def mint_endpoint_token(
+        self, endpoint_id: str, *, requested_by: str | None = None
+    ) -> dict[str, Any]:
         self.minted.append(endpoint_id)
         now = int(time.time())
         return {

@@ -212,4 +212,4 @@ async def get_token(
     row = control.endpoints.get(ws, endpoint)
     control.endpoints.require_auth_mode(ws, row, "AMLToken", "token")
     access: AccessControl = request.app.state.ctx.services["access"]
-    return JSONResponse(access.mint_endpoint_token(row.id))
+    return JSONResponse(access.mint_endpoint_token(row.id, requested_by=caller.oid))
