@@ -19,8 +19,8 @@ install: $(STAMP)
 demo: install
 	$(PY) examples/demo.py
 
-## Lint, types and the whole suite.
-test: install lint typecheck unit
+## Lint, types, the whole suite, and the benchmarks in their short smoke mode.
+test: install lint typecheck unit bench-smoke
 
 lint: install
 	$(VENV)/bin/ruff format --check src tests bench examples
@@ -38,6 +38,8 @@ format: install
 
 bench-smoke: install
 	$(PY) bench/authz/run.py --smoke
+	$(PY) bench/deploy/run.py --smoke
+	$(PY) bench/gateway/run.py --smoke
 
 clean:
 	rm -rf $(VENV) .propylon .pytest_cache .mypy_cache .ruff_cache
