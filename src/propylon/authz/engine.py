@@ -394,9 +394,11 @@ class Policy:
         never changes the outcome)."""
         own = self._grants.get(principal)
         tables = [] if own is None else [own]
+        # Groups in sorted order: a frozenset's iteration order depends on how it was built, and
+        # the explanation must not change between a cached and a fresh decision.
         tables.extend(
             table
-            for identity in identities
+            for identity in sorted(identities)
             if identity != principal and (table := self._grants.get(identity)) is not None
         )
         for key in chain:
