@@ -1,6 +1,7 @@
 """The data-plane ASGI app: every scoring request goes through :meth:`Gateway.serve`, top to bottom.
 
-    read body (413) → endpoint (404) → authenticate / authorize (401 / 403) → route (404)
+    read body (413) → endpoint (404) → failed-auth throttle (429) → authenticate / authorize
+    (401 / 403) → route (404)
     → admit (429 / 503) → forward (408 / 502) → relay (200, or 424 for a model error)
     → mirror a copy → traffic log
 
@@ -48,8 +49,8 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from propylon.errors import BadRequest, NotFound, PropylonError
-from propylon.gateway.auth import Authenticator
+from propylon.errors import BadRequest, NotFound, PropylonError, Unauthenticated
+from propylon.gateway.auth import Authenticator, Identity
 from propylon.gateway.errors import MethodNotAllowed
 from propylon.gateway.limits import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -61,6 +62,11 @@ from propylon.gateway.mirror import Mirror
 from propylon.gateway.responses import relay, send_error
 from propylon.gateway.routing import choose_deployment
 from propylon.gateway.table import AuthMode, Deployment, Endpoint, RoutingTables, TableLoader
+from propylon.gateway.throttle import (
+    DEFAULT_AUTH_FAILURE_LIMIT,
+    AuthFailureLimit,
+    FailedAuthThrottle,
+)
 from propylon.gateway.traffic_log import TrafficLog, TrafficRecord
 from propylon.gateway.upstream import PooledTransport, Transport, UpstreamRequest
 
@@ -77,15 +83,22 @@ class GatewayOptions:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     # ``Host: {endpoint}{suffix}`` selects an endpoint for the host-form routes (``/score``).
     host_suffixes: tuple[str, ...] = (".localhost",)
+    # 401s per (endpoint, source address) before 429 (:mod:`propylon.gateway.throttle`).
+    auth_failures: AuthFailureLimit = DEFAULT_AUTH_FAILURE_LIMIT
 
     @classmethod
     def for_context(cls, ctx: ServerContext) -> GatewayOptions:
-        """From the server's settings; ``PROPYLON_GATEWAY_MAX_REQUEST_BYTES`` sets the 413 limit."""
+        """From the server's settings; ``PROPYLON_GATEWAY_MAX_REQUEST_BYTES`` sets the 413 limit,
+        ``PROPYLON_GATEWAY_AUTH_FAILURES`` (``30/60``) the failed-authentication limit."""
         hosts = {ctx.settings.advertised_host, ctx.settings.public_host or "", "localhost"}
         limit = os.environ.get("PROPYLON_GATEWAY_MAX_REQUEST_BYTES")
+        failures = os.environ.get("PROPYLON_GATEWAY_AUTH_FAILURES")
         return cls(
             max_request_bytes=int(limit) if limit else DEFAULT_MAX_REQUEST_BYTES,
             host_suffixes=tuple(sorted(f".{host.lower()}" for host in hosts if host)),
+            auth_failures=(
+                AuthFailureLimit.parse(failures) if failures else DEFAULT_AUTH_FAILURE_LIMIT
+            ),
         )
 
 
@@ -163,6 +176,7 @@ class Gateway:
         self.limiter = limiter or Limiter()
         self.mirror = mirror or Mirror(transport, self.limiter)
         self.options = options or GatewayOptions()
+        self.auth_failures = FailedAuthThrottle(self.options.auth_failures)
         self.fallback = fallback
         self.rand = rand
         self._refresher: asyncio.Task[None] | None = None
@@ -218,9 +232,7 @@ class Gateway:
             endpoint = self._endpoint(route, body)
             record.endpoint, record.workspace = endpoint.name, _last(endpoint.workspace_id)
             record.auth_type = (route.mode or endpoint.auth_mode).value
-            identity = self.auth.check(
-                endpoint, incoming.authorization, incoming.api_key, mode=route.mode
-            )
+            identity = self._authenticate(scope, endpoint, incoming, route)
             record.identity, record.app_id = identity.identity_data, identity.appid
             record.tenant_id = identity.tid
             deployment, mirror = choose_deployment(endpoint, incoming.deployment, self.rand)
@@ -260,6 +272,21 @@ class Gateway:
                 self.mirror.submit(record.endpoint, mirror, _copy_for(forwarded, mirror))
             record.total_ms = (time.perf_counter() - started) * 1000
             self.traffic.record(record)
+
+    def _authenticate(
+        self, scope: Scope, endpoint: Endpoint, incoming: _Incoming, route: Route
+    ) -> Identity:
+        """The credential check, behind the failed-authentication throttle (429)."""
+        client = scope.get("client")
+        address = client[0] if client else None
+        self.auth_failures.check(endpoint.name, address)
+        try:
+            return self.auth.check(
+                endpoint, incoming.authorization, incoming.api_key, mode=route.mode
+            )
+        except Unauthenticated:
+            self.auth_failures.record(endpoint.name, address)
+            raise
 
     def _endpoint(self, route: Route, body: bytes) -> Endpoint:
         name = route.endpoint if route.endpoint is not None else _model_of(body)

@@ -7,15 +7,15 @@ Each record has the columns of Azure's ``AmlOnlineEndpointTrafficLog`` table (re
 ``XMSClientRequestId``, ``TotalDurationMs``, ``RequestDurationMs``, ``ResponseDurationMs``,
 ``RequestThrottlingDelayMs``, ``AuthType`` and ``IdentityData`` (``key`` for keys, the ``oid``
 for tokens), plus ``AppId`` and ``TenantId`` of token callers. A record never holds a key or a
-token: the request path hands over an :class:`~propylon.gateway.auth.Identity`, not credentials,
+token: the pipeline copies only the caller's :class:`~propylon.gateway.auth.Identity` into it,
 and the path is logged without its query string.
 
 The request path only appends a :class:`TrafficRecord` to a list. A background task takes the list
 every 100 ms and, in a worker thread, appends JSON lines to ``<logs>/traffic/<endpoint>.jsonl``
-and updates the Prometheus metrics (:class:`TrafficMetrics`: per endpoint, deployment, status and
-auth type). If the writer
-falls behind by more than ``max_pending`` records, new ones are dropped and counted rather than
-slowing requests down.
+(reopened if an operator moved the file away) and updates the Prometheus metrics
+(:class:`TrafficMetrics`: per endpoint, deployment, status and auth type). If the writer falls
+behind by more than ``max_pending`` records, new ones are dropped and counted rather than slowing
+requests down.
 
 Example::
 

@@ -25,7 +25,7 @@ def test_a_regenerated_key_is_refused_and_the_new_one_accepted_while_requests_fl
     seed.deployment("fresh-key", "blue", instances=[instances["fast"].url], max_concurrent=8)
     url = f"{gateway.url}/endpoints/fresh-key/score"
     wait_until(lambda: status(url, {"authorization": "Bearer old-primary"}) == 200, timeout=10)
-    with flowing(url, {"authorization": "Bearer old-primary"}) as statuses:
+    with flowing(url, {"authorization": "Bearer old-primary"}, until=401) as statuses:
         wait_until(lambda: len(statuses) > 5, timeout=10)
         seed.keys("fresh-key", "new-primary", "secondary")
         wait_until(lambda: statuses[-1] == 401, timeout=2)
@@ -46,7 +46,7 @@ def test_switching_the_auth_mode_while_requests_flow(
     url = f"{gateway.url}/endpoints/fresh-mode/score"
     wait_until(lambda: status(url, {"authorization": "Bearer mode-key"}) == 200, timeout=10)
     assert status(url, {"authorization": f"Bearer {token}"}) == 401
-    with flowing(url, {"authorization": "Bearer mode-key"}) as statuses:
+    with flowing(url, {"authorization": "Bearer mode-key"}, until=401) as statuses:
         wait_until(lambda: len(statuses) > 5, timeout=10)
         seed.update_endpoint("fresh-mode", authMode="AADToken")
         wait_until(lambda: statuses[-1] == 401, timeout=2)
@@ -64,7 +64,7 @@ def test_a_deleted_role_assignment_is_refused_while_requests_flow(
     headers = {"authorization": f"Bearer {access.identity_token(USER)}"}
     url = f"{gateway.url}/endpoints/fresh-rbac/score"
     wait_until(lambda: status(url, headers) == 200, timeout=10)
-    with flowing(url, headers) as statuses:
+    with flowing(url, headers, until=403) as statuses:
         wait_until(lambda: len(statuses) > 5, timeout=10)
         # What the control plane does on DELETE …/roleAssignments/{id}: the policy changes and the
         # deletion is recorded in the change feed, which drops the gateway's cached verdicts.
