@@ -417,17 +417,20 @@ def test_a_full_disk_under_the_traffic_log_does_not_stop_scoring(tiny_traffic_di
             time.sleep(2)  # a few flushes against the full disk
             assert os.statvfs(traffic).f_bavail == 0  # the disk really is full
             statuses.update(live.score("ep-full", key, body).status_code for _ in Budget(100, 30))
-            assert statuses == Counter({200: 700})
+            assert set(statuses) == {200}, statuses
+            assert statuses[200] >= 300  # far more records than 64 KiB holds (~600 B each)
             assert live.http.get(f"{live.gateway}/healthz").status_code == 200
-            # Room again: the log writes again by itself.
+            # Room again: the log writes again by itself (the batch that met the full disk is
+            # dropped, so it takes the traffic that comes after).
             log_file = traffic / "ep-full.jsonl"
             log_file.unlink()
-            for _ in Budget(20, 10):
+            written = False
+            for _ in Budget(200, 20):
                 assert live.score("ep-full", key).status_code == 200
-            try:
-                wait_until(lambda: log_file.exists() and log_file.stat().st_size > 0, timeout=20)
-            except TimeoutError:
-                print(server.log_text()[-6000:])
-                raise
+                if log_file.exists() and log_file.stat().st_size > 0:
+                    written = True
+                    break
+                time.sleep(0.1)
+            assert written, server.log_text()[-4000:]
         finally:
             live.close()
