@@ -9,7 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from propylon.control.http import ArmRoute
-from propylon.control.routes import assets, deployments, endpoints, operations, workspaces
+from propylon.control.routes import (
+    assets,
+    deployments,
+    endpoints,
+    operations,
+    traffic_logs,
+    workspaces,
+)
 
 __all__ = ["router"]
 
@@ -17,6 +24,6 @@ __all__ = ["router"]
 def router() -> APIRouter:
     """All control-plane routes (ARM paths, matched case-insensitively)."""
     combined = APIRouter(route_class=ArmRoute)
-    for part in (workspaces, endpoints, deployments, assets, operations):
+    for part in (workspaces, endpoints, traffic_logs, deployments, assets, operations):
         combined.include_router(part.router)
     return combined
