@@ -107,10 +107,12 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             deployed = Deployed(server, live, key)
             with httpx.Client(verify=server.verify) as http:
                 wait_until(
-                    lambda: http.get(
-                        f"{deployed.endpoint_url}/info", headers={"api-key": key}
-                    ).status_code
-                    == 200,
+                    lambda: (
+                        http.get(
+                            f"{deployed.endpoint_url}/info", headers={"api-key": key}
+                        ).status_code
+                        == 200
+                    ),
                     timeout=30,
                 )
             yield deployed

@@ -628,23 +628,12 @@ def _tenant_b_token(world: World, **claims: Any) -> str:
     return forge({**base, **claims}, signing_keys(other.data_dir)[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RBAC is keyed on oid alone (PlatformAccess.decide ignores tid), so a token of a "
-    "trusted external tenant whose oid equals one of our principals' gets that principal's "
-    "roles (reference §6.3 #16: authorize on tid+oid)",
-)
 def test_another_tenant_cannot_borrow_one_of_our_object_ids(world: World) -> None:
     token = _tenant_b_token(world, oid=world.actors["data-scientist"].oid)
     answer = world.live.call("GET", world.live.endpoint_id("ep-key"), token=token)
     assert answer.status_code in (401, 403), answer.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the groups claim of a trusted external tenant's token is taken as is, so it can "
-    "name one of our groups and get that group's roles (PlatformAccess.authenticate)",
-)
 def test_another_tenant_cannot_claim_membership_of_our_groups(world: World) -> None:
     token = _tenant_b_token(world, groups=[world.group_id])
     answer = world.live.call("GET", world.live.endpoint_id("ep-key"), token=token)

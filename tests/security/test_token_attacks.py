@@ -570,12 +570,6 @@ def test_a_regenerated_key_stops_working_within_two_seconds(scene: Scene) -> Non
     assert live.score("ep-key2", old["secondaryKey"]).status_code == 200  # the other stays
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: aml_tokens are minted without endpoint_uid (PlatformAccess.mint_endpoint_token) "
-    "and checked without it (gateway Authenticator), so a token of a deleted endpoint opens a "
-    "new endpoint of the same name for the rest of its hour",
-)
 def test_an_aml_token_of_a_deleted_endpoint_does_not_open_its_namesake(scene: Scene) -> None:
     live = scene.live
     code = live.echo_code()

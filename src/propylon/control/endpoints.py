@@ -11,6 +11,10 @@ Names are unique on the server, because the scoring URI carries only the name: a
 The endpoint's managed identity (:mod:`propylon.control.identities`) and its two keys
 (:mod:`propylon.control.keys`) are made in that transaction too, and go with the endpoint.
 
+Each endpoint gets a random uid when it is created, kept by every update and shown as
+``properties.properties["propylon.endpointuid"]``. aml_tokens are bound to it, so a token of a
+deleted endpoint does not open a new endpoint of the same name (same ARM id, same audience).
+
 Example::
 
     written = endpoints.put(ws, "my-endpoint", body, caller, lro, if_match=None, if_none_match=None)
@@ -19,7 +23,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +59,11 @@ from propylon.server.access import Caller
 from propylon.store import Database, ResourceStore, ResourceWrite, canonical, check_etag, utcnow
 from propylon.store.models import Resource
 
-__all__ = ["Endpoints", "Written"]
+__all__ = ["UID_PROPERTY", "Endpoints", "Written", "endpoint_uid"]
+
+UID_PROPERTY = "propylon.endpointuid"
+"""The key of ``properties.properties`` that holds an endpoint's uid (see the module docstring);
+the gateway's routing table reads it too."""
 
 # Keys of ``properties.properties`` the service owns; the client echoes them back (§5.1.3).
 _SERVER_PROPERTIES = frozenset(
@@ -64,8 +73,15 @@ _SERVER_PROPERTIES = frozenset(
         "lastmodifiedat",
         "azureasyncoperationuri",
         "azureml.onlineendpointid",
+        UID_PROPERTY,
     }
 )
+
+
+def endpoint_uid(body: Mapping[str, Any]) -> str | None:
+    """The uid of the endpoint with this stored body (None for one stored before uids)."""
+    uid = ((body.get("properties") or {}).get("properties") or {}).get(UID_PROPERTY)
+    return uid if isinstance(uid, str) and uid else None
 
 
 @dataclass(frozen=True)
@@ -246,6 +262,8 @@ class Endpoints:
                                 if k.lower() not in _SERVER_PROPERTIES
                             },
                             "azureml.onlineendpointid": canonical(eid),
+                            # An endpoint stored before uids gets one at its first update.
+                            UID_PROPERTY: endpoint_uid(before) or str(uuid.uuid4()),
                             "AzureAsyncOperationUri": lro.status(op_id),
                         },
                         "traffic": traffic,

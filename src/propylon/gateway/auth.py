@@ -7,8 +7,9 @@ model-inference routes' key clients, as ``api-key: <credential>``. By the endpoi
 ``Key``       the primary or the secondary key, compared with :func:`hmac.compare_digest`; keys
               come from the routing table, so a regenerated key stops working as soon as the
               change feed delivers the new one. Identity in the traffic log: ``key``.
-``AMLToken``  :meth:`AccessControl.validate_endpoint_token`: signature, expiry and audience bound
-              to *this* endpoint. Identity: the ``oid`` that requested the token.
+``AMLToken``  :meth:`AccessControl.validate_endpoint_token`: signature, expiry, and audience
+              and uid bound to *this* endpoint, so a token of a deleted endpoint does not open a
+              new one of the same name. Identity: the ``oid`` that requested the token.
 ``AADToken``  :meth:`AccessControl.authenticate` with the data-plane audience
               ``https://ml.azure.com``, then :meth:`AccessControl.allowed` for
               ``…/onlineEndpoints/score/action`` on the endpoint's scope.
@@ -97,7 +98,7 @@ class Authenticator:
     ) -> None:
         # ``lookup`` finds the service when it is first needed (the server wires it after us).
         self._lookup = lookup or (lambda: access)
-        self._cache: dict[tuple[str, AuthMode, bytes], _Verdict] = {}
+        self._cache: dict[tuple[str, str | None, AuthMode, bytes], _Verdict] = {}
         self._cache_size = cache_size
         self._max_cache_s = max_cache_s
         self._clock = clock
@@ -131,7 +132,7 @@ class Authenticator:
             raise _challenge(endpoint, "The key is not valid for this endpoint.", code=_KEY_CODE)
         token = bearer or api_key
         assert token is not None  # one of them is set, checked above
-        cache_key = (endpoint.id, mode, token)
+        cache_key = (endpoint.id, endpoint.uid, mode, token)
         verdict = self._cache.get(cache_key)
         if verdict is None or verdict.until <= self._clock():
             verdict = self._verify(endpoint, mode, token)
@@ -158,7 +159,7 @@ class Authenticator:
             raise _challenge(endpoint, "The token is not valid.") from None
         try:
             if mode is AuthMode.AML_TOKEN:
-                access.validate_endpoint_token(text, endpoint.arm_id)
+                access.validate_endpoint_token(text, endpoint.arm_id, endpoint_uid=endpoint.uid)
                 claims = _claims_of(text)
                 identity = Identity(mode, oid=_str(claims.get("oid")), tid=_str(claims.get("tid")))
                 allowed = True

@@ -134,6 +134,9 @@ class Weights:
 class Endpoint:
     id: str  # canonical (lower-case) ARM id
     arm_id: str  # as the client wrote it: the RBAC scope
+    # The control plane's per-creation uid, which aml_tokens are bound to (None for an endpoint
+    # stored before uids): a token of a deleted endpoint must not open its namesake.
+    uid: str | None
     name: str
     workspace_id: str
     auth_mode: AuthMode
@@ -252,6 +255,7 @@ class TableLoader:
         return Endpoint(
             id=canonical(row.id),
             arm_id=str(row.body.get("id") or row.id),
+            uid=_uid(props),
             name=row.name,
             workspace_id=canonical(row.parent) if row.parent else "",
             auth_mode=auth_mode,
@@ -289,6 +293,12 @@ class TableLoader:
             if (instance := _instance(deployment_id, item, configured)) is not None
         )
         return Deployment(id=deployment_id, name=row.name, limits=limits, instances=instances)
+
+
+def _uid(props: Mapping[str, Any]) -> str | None:
+    """``properties.properties["propylon.endpointuid"]`` (see :mod:`propylon.control.endpoints`)."""
+    uid = (props.get("properties") or {}).get("propylon.endpointuid")
+    return uid if isinstance(uid, str) and uid else None
 
 
 def _instance(deployment_id: str, item: Any, configured: Any) -> Instance | None:

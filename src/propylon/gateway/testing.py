@@ -54,7 +54,7 @@ class StaticAccess:
 
     def __init__(self) -> None:
         self.identity_tokens: dict[str, Caller] = {}
-        self.endpoint_tokens: dict[str, tuple[str, str | None]] = {}
+        self.endpoint_tokens: dict[str, tuple[str, str | None, str | None]] = {}
         self.grants: set[tuple[str, str, str]] = set()
         self.calls: dict[str, int] = {"authenticate": 0, "allowed": 0, "endpoint_token": 0}
 
@@ -64,8 +64,15 @@ class StaticAccess:
         claims = {"oid": oid, "tid": tid, "exp": 4_102_444_800}
         self.identity_tokens[token] = Caller(oid, tid, appid, "app", claims=claims)
 
-    def add_endpoint_token(self, token: str, endpoint_id: str, *, oid: str | None = None) -> None:
-        self.endpoint_tokens[token] = (endpoint_id.lower(), oid)
+    def add_endpoint_token(
+        self,
+        token: str,
+        endpoint_id: str,
+        *,
+        oid: str | None = None,
+        endpoint_uid: str | None = None,
+    ) -> None:
+        self.endpoint_tokens[token] = (endpoint_id.lower(), endpoint_uid, oid)
 
     def grant(self, oid: str, scope: str, action: str = "*") -> None:
         self.grants.add((oid, scope.lower(), action))
@@ -91,17 +98,25 @@ class StaticAccess:
         if not self.allowed(caller, action, scope):
             raise Forbidden(f"'{caller.oid}' may not {action} on {scope}.")
 
-    def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
+    def validate_endpoint_token(
+        self, token: str, endpoint_id: str, *, endpoint_uid: str | None = None
+    ) -> None:
         self.calls["endpoint_token"] += 1
         bound = self.endpoint_tokens.get(token)
         if bound is None or bound[0] != endpoint_id.lower():
             raise Unauthenticated("The token is not valid for this endpoint.")
+        if endpoint_uid is not None and bound[1] != endpoint_uid:  # as TokenValidator does
+            raise Unauthenticated("The token was minted for an earlier endpoint of this name.")
 
     def mint_endpoint_token(
-        self, endpoint_id: str, *, requested_by: str | None = None
+        self,
+        endpoint_id: str,
+        *,
+        endpoint_uid: str | None = None,
+        requested_by: str | None = None,
     ) -> dict[str, Any]:
         token = uuid.uuid4().hex
-        self.add_endpoint_token(token, endpoint_id)
+        self.add_endpoint_token(token, endpoint_id, oid=requested_by, endpoint_uid=endpoint_uid)
         return {"accessToken": token, "expiryTimeUtc": 0, "refreshAfterTimeUtc": 0}
 
 
@@ -159,12 +174,23 @@ class LocalAccess:
         if not decision.allowed:
             raise decision.to_error(caller.oid)
 
-    def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
-        self.validator.validate_endpoint_token(token, endpoint_id)
+    def validate_endpoint_token(
+        self, token: str, endpoint_id: str, *, endpoint_uid: str | None = None
+    ) -> None:
+        self.validator.validate_endpoint_token(token, endpoint_id, endpoint_uid=endpoint_uid)
 
-    def mint_endpoint_token(self, endpoint_id: str, *, requested_by: str | None = None) -> Any:
+    def mint_endpoint_token(
+        self,
+        endpoint_id: str,
+        *,
+        endpoint_uid: str | None = None,
+        requested_by: str | None = None,
+    ) -> Any:
         minted = self.issuer.issue_endpoint_token(
-            endpoint_id, tenant_id=self.TENANT, requested_by=requested_by
+            endpoint_id,
+            tenant_id=self.TENANT,
+            requested_by=requested_by,
+            endpoint_uid=endpoint_uid,
         )
         return minted.as_body()
 
@@ -233,6 +259,7 @@ class StoreSeeder:
         traffic: dict[str, int] | None = None,
         mirror: dict[str, int] | None = None,
         keys: tuple[str, str] | None = None,
+        uid: str | None = None,
     ) -> str:
         endpoint_id = self.endpoint_id(name)
         body = {
@@ -244,6 +271,7 @@ class StoreSeeder:
                 "traffic": traffic or {},
                 "mirrorTraffic": mirror or {},
                 "provisioningState": "Succeeded",
+                "properties": {} if uid is None else {"propylon.endpointuid": uid},
             },
         }
         self.resources.put(

@@ -18,11 +18,11 @@ An application and its service principal are one row here (Graph keeps two objec
 application's object id lives in the body. Passwords, client secrets and certificates are
 :attr:`Directory.credentials` (:mod:`~propylon.identity.credentials`).
 
-Two answers sit on every request's path and are cached in memory: :meth:`Directory.is_active`
-(the validator's ``principal_is_active``) and :meth:`Directory.groups_of` (transitive group
-ids for RBAC). Every write records a ``principals`` or ``memberships`` change in its
-transaction; the change feed drops the caches on every replica, and the writing replica drops
-its own at once.
+Three answers sit on every request's path and are cached in memory: :meth:`Directory.is_active`
+(the validator's ``principal_is_active``), :meth:`Directory.groups_of` (transitive group ids
+for RBAC) and :meth:`Directory.holds` (is an object id ours? asked of external tokens). Every
+write records a ``principals`` or ``memberships`` change in its transaction; the change feed
+drops the caches on every replica, and the writing replica drops its own at once.
 
 Example::
 
@@ -171,6 +171,7 @@ class Directory:
         self._generation = 0
         self._active: dict[tuple[str, str], bool] = {}
         self._groups: dict[str, frozenset[str]] = {}
+        self._held: dict[str, bool] = {}
         self._member_of: dict[str, frozenset[str]] | None = None
         self._tenants: frozenset[str] | None = None
 
@@ -211,6 +212,22 @@ class Directory:
         self._remember(self._groups, oid, groups, generation)
         return groups
 
+    def holds(self, oid: str) -> bool:
+        """Is ``oid`` the object id of one of our objects (any kind, any of our tenants)?
+
+        Object ids are lower-case GUIDs here and RBAC compares them case-insensitively, so
+        ``oid`` is too.
+        """
+        key = oid.lower()
+        cached = self._held.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        with self._db.reader() as session:
+            held = session.get(Principal, key) is not None
+        self._remember(self._held, key, held, generation)
+        return held
+
     def owns_tenant(self, tenant_id: str) -> bool:
         tenants = self._tenants
         if tenants is None:
@@ -241,6 +258,7 @@ class Directory:
             self._generation += 1
             self._active = {}
             self._groups = {}
+            self._held = {}
             self._member_of = None
             self._tenants = None
 

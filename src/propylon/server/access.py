@@ -3,7 +3,29 @@
 ``AccessControl`` joins token validation (``identity``), the directory (groups, disabled
 principals) and the RBAC engine (``authz``). The control plane calls it through the FastAPI
 dependency :func:`current_caller` and :meth:`AccessControl.require`; the gateway calls
-:meth:`AccessControl.authenticate` and :meth:`AccessControl.decide` directly on its hot path.
+:meth:`AccessControl.authenticate` and :meth:`AccessControl.allowed` directly on its hot path.
+
+RBAC matches on object ids, so the tenant decides whose object ids a token may speak for
+(reference §3.6 step 7, "authorize on ``oid`` + ``tid``"):
+
+* **Our tenants** (those the directory holds): the caller is the directory object ``oid``;
+  its groups come from the directory (transitive, fresh through the change feed), never from
+  the token.
+* **A trusted external tenant**: its issuer answers for its own principals only. A token whose
+  ``oid`` is the object id of anything in our directory (a user, group, service principal or
+  managed identity, of any of our tenants) is refused as unauthenticated: letting it through
+  would give it that object's role assignments, and its ``oid`` would reach the traffic log,
+  ``createdBy`` and the Permissions API as ours. Object ids of our directory in its ``groups``
+  claim are dropped, so it cannot join one of our groups either.
+
+A principal of a trusted external tenant is granted a role by an ordinary role assignment whose
+``principalId`` is its ``oid`` in its home tenant (or the id of one of its home tenant's groups
+that its tokens carry in ``groups``); ARM's ``principalId`` is a bare GUID, with no tenant.
+Entra object ids are random GUIDs, so a real external principal never collides with ours; a
+collision means the other issuer is lying. Two limits follow from keying on the bare id: the
+role assignments a deleted principal of ours leaves behind (orphaned, as in Azure) look like
+an external principal's, so delete them with the principal; and every trusted external issuer
+could name any external principal's id, so trust only issuers you would let do that.
 
 Example::
 
@@ -22,14 +44,14 @@ from fastapi import Request
 
 from propylon.authz import CachedAuthorizer, Decision
 from propylon.errors import Unauthenticated
-from propylon.identity import TokenIssuer, TokenValidator
+from propylon.identity import TokenIssuer, TokenValidator, ValidatedToken
 
 __all__ = [
     "DATA_PLANE_AUDIENCES",
     "MANAGEMENT_AUDIENCES",
     "AccessControl",
     "Caller",
-    "GroupResolver",
+    "DirectoryView",
     "PlatformAccess",
     "bearer_token",
     "current_caller",
@@ -64,16 +86,26 @@ class AccessControl(Protocol):
 
     def allowed(self, caller: Caller, action: str, scope: str) -> bool: ...
 
-    def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
-        """Accept an ``aml_token`` minted for exactly this endpoint, else raise Unauthenticated."""
+    def validate_endpoint_token(
+        self, token: str, endpoint_id: str, *, endpoint_uid: str | None = None
+    ) -> None:
+        """Accept an ``aml_token`` minted for exactly this endpoint, else raise Unauthenticated.
+
+        ``endpoint_uid`` is the endpoint's uid (None only for an endpoint stored before uids):
+        a token minted for an earlier endpoint of the same name is refused."""
         ...
 
     def mint_endpoint_token(
-        self, endpoint_id: str, *, requested_by: str | None = None
+        self,
+        endpoint_id: str,
+        *,
+        endpoint_uid: str | None = None,
+        requested_by: str | None = None,
     ) -> dict[str, Any]:
         """``{"accessToken", "expiryTimeUtc", "refreshAfterTimeUtc", "tokenType"}`` for the
-        control plane's ``POST …/onlineEndpoints/{name}/token``; ``requested_by`` is the oid
-        the gateway's traffic log shows for requests made with the token."""
+        control plane's ``POST …/onlineEndpoints/{name}/token``, bound to the endpoint's
+        ``endpoint_uid``; ``requested_by`` is the oid the gateway's traffic log shows for
+        requests made with the token."""
         ...
 
 
@@ -100,7 +132,17 @@ def current_caller(request: Request) -> Caller:
     return access.authenticate(token, audiences=MANAGEMENT_AUDIENCES)
 
 
-class GroupResolver(Protocol):
+class DirectoryView(Protocol):
+    """What access control asks the directory (:class:`~propylon.identity.Directory`)."""
+
+    def owns_tenant(self, tenant_id: str) -> bool:
+        """Is ``tenant_id`` one of our tenants (as opposed to a trusted external issuer's)?"""
+        ...
+
+    def holds(self, oid: str) -> bool:
+        """Is ``oid`` the object id of one of our directory's objects, in any of our tenants?"""
+        ...
+
     def groups_of(self, oid: str) -> frozenset[str]:
         """Every group ``oid`` belongs to, transitively."""
         ...
@@ -111,7 +153,8 @@ class PlatformAccess:
 
     Group membership comes from the directory (transitive, fresh through the change feed) for
     principals of our own tenants, so removing a member takes effect within a second even for
-    tokens whose ``groups`` claim is older; tokens of external issuers bring their ``groups``.
+    tokens whose ``groups`` claim is older; tokens of external issuers bring their ``groups``,
+    less any of our object ids (see the module docstring).
     """
 
     def __init__(
@@ -119,21 +162,23 @@ class PlatformAccess:
         validator: TokenValidator,
         issuer: TokenIssuer,
         authorizer: CachedAuthorizer,
-        groups: GroupResolver,
+        directory: DirectoryView,
         *,
         tenant_id: str,
     ) -> None:
         self._validator = validator
         self._issuer = issuer
         self._authorizer = authorizer
-        self._groups = groups
+        self._directory = directory
         self._tenant_id = tenant_id
 
     def authenticate(self, token: str, *, audiences: tuple[str, ...]) -> Caller:
         validated = self._validator.validate(token, audiences=audiences)
         claims = validated.claims
-        own = validated.tid == self._tenant_id
-        groups = self._groups.groups_of(validated.oid) if own else frozenset(validated.groups or ())
+        if self._directory.owns_tenant(validated.tid):
+            groups = self._directory.groups_of(validated.oid)
+        else:
+            groups = self._external_groups(validated)
         idtyp = claims.get("idtyp")
         kind = (
             "managed_identity" if claims.get("xms_mirid") else ("app" if idtyp == "app" else "user")
@@ -146,6 +191,27 @@ class PlatformAccess:
             groups=groups,
             claims=dict(claims),
         )
+
+    def _external_groups(self, validated: ValidatedToken) -> frozenset[str]:
+        """The groups of a trusted external tenant's caller, once it is known not to be ours."""
+        if self._directory.holds(validated.oid):
+            log.warning(
+                "external token names one of our object ids; refused",
+                extra={"oid": validated.oid, "tid": validated.tid, "issuer": validated.issuer},
+            )
+            raise Unauthenticated(
+                f"Authentication failed: a token of tenant '{validated.tid}' cannot act for an "
+                "object of this directory.",
+                code="InvalidAuthenticationToken",
+            )
+        claimed = frozenset(validated.groups or ())
+        ours = frozenset(group for group in claimed if self._directory.holds(group))
+        if ours:
+            log.warning(
+                "external token claims our groups; they are ignored",
+                extra={"oid": validated.oid, "tid": validated.tid, "groups": sorted(ours)},
+            )
+        return claimed - ours
 
     def decide(self, caller: Caller, action: str, scope: str) -> Decision:
         return self._authorizer.authorize(caller.oid, caller.groups, action, scope)
@@ -162,13 +228,22 @@ class PlatformAccess:
             )
             raise decision.to_error(caller.oid, caller.appid)
 
-    def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
-        self._validator.validate_endpoint_token(token, endpoint_id)
+    def validate_endpoint_token(
+        self, token: str, endpoint_id: str, *, endpoint_uid: str | None = None
+    ) -> None:
+        self._validator.validate_endpoint_token(token, endpoint_id, endpoint_uid=endpoint_uid)
 
     def mint_endpoint_token(
-        self, endpoint_id: str, *, requested_by: str | None = None
+        self,
+        endpoint_id: str,
+        *,
+        endpoint_uid: str | None = None,
+        requested_by: str | None = None,
     ) -> dict[str, Any]:
         token = self._issuer.issue_endpoint_token(
-            endpoint_id, tenant_id=self._tenant_id, requested_by=requested_by
+            endpoint_id,
+            tenant_id=self._tenant_id,
+            requested_by=requested_by,
+            endpoint_uid=endpoint_uid,
         )
         return token.as_body()

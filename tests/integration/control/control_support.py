@@ -40,6 +40,7 @@ class FakeAccess:
         self.denied_actions: set[str] = set()
         self.checks: list[tuple[str, str]] = []
         self.minted: list[str] = []
+        self.minted_uids: list[str | None] = []
 
     def authenticate(self, token: str, *, audiences: tuple[str, ...]) -> Caller:
         assert "https://management.azure.com" in audiences
@@ -60,13 +61,20 @@ class FakeAccess:
                 f"'{action}' over scope '{scope}' or the scope is invalid."
             )
 
-    def validate_endpoint_token(self, token: str, endpoint_id: str) -> None:
+    def validate_endpoint_token(
+        self, token: str, endpoint_id: str, *, endpoint_uid: str | None = None
+    ) -> None:
         raise Unauthenticated("not used here")
 
     def mint_endpoint_token(
-        self, endpoint_id: str, *, requested_by: str | None = None
+        self,
+        endpoint_id: str,
+        *,
+        endpoint_uid: str | None = None,
+        requested_by: str | None = None,
     ) -> dict[str, Any]:
         self.minted.append(endpoint_id)
+        self.minted_uids.append(endpoint_uid)
         now = int(time.time())
         return {
             "accessToken": f"aml-token-for:{endpoint_id}",

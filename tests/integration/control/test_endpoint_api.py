@@ -90,6 +90,32 @@ def test_delete_removes_keys_identity_and_frees_the_name(arm: Arm) -> None:
     arm.create_endpoint("gone-ep")
 
 
+def test_aml_tokens_are_bound_to_a_uid_kept_by_updates_and_new_for_a_namesake(
+    arm: Arm, access: FakeAccess
+) -> None:
+    def uid() -> str:
+        shown = arm.get(arm.endpoint("uid-ep")).json()["properties"]["properties"]
+        value: str = shown["propylon.endpointuid"]
+        return value
+
+    def token_uid() -> str | None:
+        assert arm.post(arm.endpoint("uid-ep") + "/token").status_code == 200
+        return access.minted_uids[-1]
+
+    arm.create_endpoint("uid-ep", "AMLToken")
+    first = uid()
+    uuid.UUID(first)
+    assert token_uid() == first
+    echoed = {"properties": {"authMode": "AMLToken", "properties": {"propylon.endpointUid": "x"}}}
+    assert arm.put(arm.endpoint("uid-ep"), echoed).status_code == 200
+    assert uid() == first
+    reply = arm.request("DELETE", arm.endpoint("uid-ep"))
+    arm.wait_location(reply.headers["Location"])
+    arm.create_endpoint("uid-ep", "AMLToken")
+    assert uid() != first
+    assert token_uid() == uid()
+
+
 def test_system_assigned_identity_is_a_managed_identity_principal(arm: Arm) -> None:
     created = arm.create_endpoint("mi-ep")
     with arm.ctx.db.reader() as session:

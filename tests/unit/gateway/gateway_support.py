@@ -72,11 +72,13 @@ def endpoint(
     auth_mode: AuthMode = AuthMode.KEY,
     keys: tuple[bytes, ...] = (b"primary-key-e1", b"secondary-key-e1"),
     local_auth_disabled: bool = False,
+    uid: str | None = None,
 ) -> Endpoint:
     deps = {d.name.lower(): d for d in deployments}
     return Endpoint(
         id=endpoint_id(name).lower(),
         arm_id=endpoint_id(name),
+        uid=uid,
         name=name,
         workspace_id=WORKSPACE.lower(),
         auth_mode=auth_mode,

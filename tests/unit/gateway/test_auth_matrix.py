@@ -161,6 +161,18 @@ def test_an_aml_token_of_another_endpoint_is_401(tmp_path: Path) -> None:
     assert answer.status == 401
 
 
+def test_an_aml_token_of_a_deleted_endpoint_does_not_open_its_namesake() -> None:
+    access = StaticAccess()
+    minted = access.mint_endpoint_token(endpoint_id("aml1"), endpoint_uid="generation-1")
+    bearer = f"Bearer {minted['accessToken']}".encode()
+    auth = Authenticator(access)
+    first = endpoint("aml1", auth_mode=AuthMode.AML_TOKEN, uid="generation-1")
+    assert auth.check(first, bearer, None).auth_type is AuthMode.AML_TOKEN
+    reborn = endpoint("aml1", auth_mode=AuthMode.AML_TOKEN, uid="generation-2")
+    with pytest.raises(Unauthenticated):
+        auth.check(reborn, bearer, None)  # the first endpoint's cached verdict is not reused
+
+
 def test_an_identity_token_on_an_aml_token_endpoint_is_401(tmp_path: Path) -> None:
     e = token_endpoint("aml1", AuthMode.AML_TOKEN)
     answer = score(tmp_path, {"authorization": "Bearer aad-alice"}, e, name="aml1")

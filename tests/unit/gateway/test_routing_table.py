@@ -78,6 +78,13 @@ def test_endpoints_are_loaded_with_everything_routing_needs(
     assert [i.url for i in blue.instances] == ["http://127.0.0.1:5001", "http://127.0.0.1:5002"]
     assert [i.max_concurrent for i in blue.instances] == [4, 4]
     assert e.deployments["green"].instances == ()
+    assert e.uid is None  # stored before uids
+
+
+def test_an_endpoints_uid_is_loaded_for_its_aml_tokens(seed: StoreSeeder, db: Database) -> None:
+    seed.endpoint("scorer", auth_mode="AMLToken", uid="4b0c5e1a-generation-1")
+    tables, _ = following(seed, db)
+    assert tables.current.endpoints["scorer"].uid == "4b0c5e1a-generation-1"
 
 
 def test_a_regenerated_key_reaches_the_table_through_the_change_feed(

@@ -66,6 +66,19 @@ def test_is_active_trusts_tenants_of_external_issuers(directory: Directory) -> N
     assert directory.is_active(OTHER_TENANT, "any-oid")
 
 
+def test_holds_knows_every_object_of_every_tenant_until_it_is_deleted(
+    directory: Directory,
+) -> None:
+    user = directory.create_user(TENANT, "alice@contoso.test", "Alice", PASSWORD)
+    group = directory.create_group(TENANT, "team")
+    elsewhere = directory.create_application("3c1d1c44-7f0e-4a55-9f5e-2a8c2b0f6a01", "app")
+    for oid in (user.id, group.id, elsewhere.id, user.id.upper()):
+        assert directory.holds(oid)
+    assert not directory.holds("00000000-0000-0000-0000-000000000001")
+    directory.delete(user.id, tenant_id=TENANT)  # the cached answer is dropped with it
+    assert not directory.holds(user.id)
+
+
 def test_another_replicas_write_reaches_the_cache_through_the_change_feed(
     db: Database, directory: Directory
 ) -> None:

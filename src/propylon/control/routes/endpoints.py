@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from propylon.control import actions
 from propylon.control.arm import endpoint_id, workspace_id
+from propylon.control.endpoints import endpoint_uid
 from propylon.control.http import (
     ArmRoute,
     accepted_with_location,
@@ -212,4 +213,7 @@ async def get_token(
     row = control.endpoints.get(ws, endpoint)
     control.endpoints.require_auth_mode(ws, row, "AMLToken", "token")
     access: AccessControl = request.app.state.ctx.services["access"]
-    return JSONResponse(access.mint_endpoint_token(row.id, requested_by=caller.oid))
+    minted = access.mint_endpoint_token(
+        row.id, endpoint_uid=endpoint_uid(row.body), requested_by=caller.oid
+    )
+    return JSONResponse(minted)
