@@ -1,7 +1,9 @@
 """The managed identities of online endpoints, as directory principals.
 
 A system-assigned identity is a ``managedIdentity`` principal of the server's tenant, created in
-the transaction that creates (or switches on) it and deleted with the endpoint: ``name`` is its
+the transaction that creates (or switches on) it and deleted with the endpoint — both written to
+the change feed as a principals change, as the directory's own changes are, so that every
+replica's directory cache learns of them within a second: ``name`` is its
 client id, ``body`` is ``{"appId": client id, "xms_mirid": endpoint id}`` — what the identity
 provider puts in the tokens it issues to the endpoint's instances. A user-assigned identity is a
 principal that already exists (found by its ``xms_mirid``); attaching one needs
@@ -26,6 +28,7 @@ from propylon.control.actions import ASSIGN_USER_IDENTITY, Authorize
 from propylon.control.schemas import ManagedServiceIdentity
 from propylon.control.validation import identity_type
 from propylon.errors import BadRequest
+from propylon.identity.directory import PRINCIPALS_CHANGE
 from propylon.runtime.base import IdentitySpec
 from propylon.store import Database, canonical, utcnow
 from propylon.store.models import Principal
@@ -78,6 +81,8 @@ class EndpointIdentities:
             principal = session.get(Principal, principal_id)
             if principal is not None:
                 session.delete(principal)
+                # every replica's directory cache forgets it: its tokens stop working at once
+                Database.record_change(session, PRINCIPALS_CHANGE, principal.id)
 
     def spec_for(self, identity: dict[str, Any]) -> IdentitySpec | None:
         """What the instances act as: the system-assigned identity, else the first user-assigned."""
@@ -105,6 +110,7 @@ class EndpointIdentities:
                 created_at=utcnow(),
             )
         )
+        Database.record_change(session, PRINCIPALS_CHANGE, principal_id)
         return principal_id
 
     def _user_assigned_in(self, session: Session, resource_id: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import pytest
 from control_support import DENY, Arm, FakeAccess
 
 from propylon.control.keys import key_secret_name
+from propylon.identity.directory import PRINCIPALS_CHANGE
 from propylon.store import canonical, utcnow
 from propylon.store.models import Principal
 
@@ -78,15 +79,26 @@ def test_delete_answers_202_then_location_200_and_a_missing_endpoint_204(arm: Ar
     assert arm.request("DELETE", arm.endpoint("del-ep")).status_code == 204
 
 
+def _principal_changes(arm: Arm, oid: str, since: int) -> int:
+    """How many principals changes for ``oid`` the change feed carries after ``since``."""
+    changes = arm.ctx.db.changes_since(since)
+    return sum(c.kind == PRINCIPALS_CHANGE and c.key == oid.lower() for c in changes)
+
+
 def test_delete_removes_keys_identity_and_frees_the_name(arm: Arm) -> None:
+    start = arm.ctx.db.revision()
     created = arm.create_endpoint("gone-ep")
     principal = created["identity"]["principalId"]
+    # directory caches on every replica hear of the identity's creation and of its deletion
+    assert _principal_changes(arm, principal, start) == 1
     eid = canonical(arm.endpoint("gone-ep"))
+    before_delete = arm.ctx.db.revision()
     reply = arm.request("DELETE", arm.endpoint("gone-ep"))
     arm.wait_location(reply.headers["Location"])
     assert arm.ctx.vault.get(key_secret_name(eid, "primary")) is None
     with arm.ctx.db.reader() as session:
         assert session.get(Principal, principal) is None
+    assert _principal_changes(arm, principal, before_delete) == 1
     arm.create_endpoint("gone-ep")
 
 
