@@ -14,6 +14,7 @@ control plane and gateway, RFC 6749 body on the token endpoint).
     ├── Conflict (409 Conflict)
     ├── PreconditionFailed (412 PreconditionFailed)
     ├── PayloadTooLarge (413)
+    ├── HeaderFieldsTooLarge (431) ── answered by the HTTP protocol, before any app sees the request
     ├── TooManyRequests (429) ── carries Retry-After
     ├── ServiceUnavailable (503)
     ├── OAuthError (400/401, RFC 6749 §5.2 codes: invalid_request, invalid_client, invalid_grant,
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "Forbidden",
+    "HeaderFieldsTooLarge",
     "NotFound",
     "OAuthError",
     "PayloadTooLarge",
@@ -117,6 +119,13 @@ class PreconditionFailed(PropylonError):
 class PayloadTooLarge(PropylonError):
     status = 413
     code = "RequestEntityTooLarge"
+
+
+class HeaderFieldsTooLarge(PropylonError):
+    """RFC 6585 §5: the request line and header fields are larger than the server accepts."""
+
+    status = 431
+    code = "RequestHeaderFieldsTooLarge"
 
 
 class TooManyRequests(PropylonError):

@@ -4,7 +4,8 @@
 * :mod:`~propylon.gateway.table` — the routing snapshot built from the store and the change feed;
 * :mod:`~propylon.gateway.auth` — keys, aml_tokens, identity tokens + RBAC; 401 vs 403;
 * :mod:`~propylon.gateway.routing` — traffic weights, deployment header, least outstanding;
-* :mod:`~propylon.gateway.limits` — concurrency, queueing (429), body size (413);
+* :mod:`~propylon.gateway.limits` — concurrency, queueing (429), body size (413), refusing
+  instances set aside (503);
 * :mod:`~propylon.gateway.upstream` — pooled keep-alive HTTP/1.1 to instances (408, 502);
 * :mod:`~propylon.gateway.responses` — the answer relayed to the client (424) or an error body;
 * :mod:`~propylon.gateway.mirror` — copies to the mirror deployment, answers dropped;
@@ -17,7 +18,7 @@ Example::
 
 from propylon.gateway.app import Gateway, GatewayOptions, create_gateway
 from propylon.gateway.auth import SCORE_ACTION, Authenticator, Identity
-from propylon.gateway.errors import BadGateway, MethodNotAllowed, RequestTimeout
+from propylon.gateway.errors import BadGateway, ConnectFailed, MethodNotAllowed, RequestTimeout
 from propylon.gateway.limits import DEFAULT_MAX_REQUEST_BYTES, Limiter
 from propylon.gateway.mirror import Mirror
 from propylon.gateway.routing import choose_deployment, least_outstanding, pick_weighted
@@ -41,6 +42,7 @@ __all__ = [
     "AuthMode",
     "Authenticator",
     "BadGateway",
+    "ConnectFailed",
     "Deployment",
     "Endpoint",
     "Gateway",

@@ -2,7 +2,8 @@
 
     read body (413) → endpoint (404) → failed-auth throttle (429) → authenticate / authorize
     (401 / 403) → route (404)
-    → admit (429 / 503) → forward (408 / 502) → relay (200, or 424 for a model error)
+    → admit (429 / 503) → forward (408 / 502; a refused connection: the next instance, or 503)
+    → relay (200, or 424 for a model error)
     → mirror a copy → traffic log
 
 Routes (reference §3.1; the model-inference routes of Azure AI model inference / OpenAI):
@@ -51,7 +52,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from propylon.errors import BadRequest, NotFound, PropylonError, Unauthenticated
 from propylon.gateway.auth import Authenticator, Identity
-from propylon.gateway.errors import MethodNotAllowed
+from propylon.gateway.errors import ConnectFailed, MethodNotAllowed
 from propylon.gateway.limits import (
     DEFAULT_MAX_REQUEST_BYTES,
     ClientDisconnected,
@@ -61,14 +62,26 @@ from propylon.gateway.limits import (
 from propylon.gateway.mirror import Mirror
 from propylon.gateway.responses import relay, send_error
 from propylon.gateway.routing import choose_deployment
-from propylon.gateway.table import AuthMode, Deployment, Endpoint, RoutingTables, TableLoader
+from propylon.gateway.table import (
+    AuthMode,
+    Deployment,
+    Endpoint,
+    Instance,
+    RoutingTables,
+    TableLoader,
+)
 from propylon.gateway.throttle import (
     DEFAULT_AUTH_FAILURE_LIMIT,
     AuthFailureLimit,
     FailedAuthThrottle,
 )
 from propylon.gateway.traffic_log import TrafficLog, TrafficRecord
-from propylon.gateway.upstream import PooledTransport, Transport, UpstreamRequest
+from propylon.gateway.upstream import (
+    PooledTransport,
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 
 if TYPE_CHECKING:  # propylon.server imports the gateway
     from propylon.server.context import ServerContext
@@ -208,7 +221,9 @@ class Gateway:
                 return known.of(host_name)
         return None
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+    async def serve(  # noqa: PLR0915 - the hot path stays one function: each call costs µs
+        self, scope: Scope, receive: Receive, send: Send, route: Route
+    ) -> None:
         """One scoring request, from its headers to its traffic-log record."""
         started = time.perf_counter()
         incoming = _Incoming(scope)
@@ -246,9 +261,12 @@ class Gateway:
                 incoming.forward_headers(request_id, deployment.name),
                 body,
             )
-            answer = await self.transport.send(
-                instance, forwarded, deployment.limits.request_timeout_s
-            )
+            try:
+                answer = await self.transport.send(
+                    instance, forwarded, deployment.limits.request_timeout_s
+                )
+            except ConnectFailed:
+                instance, answer = await self._elsewhere(deployment, instance, forwarded)
             record.response_ms = (time.perf_counter() - started) * 1000
             record.model_status_code, record.model_status_reason = answer.status, answer.reason
             record.response_code, record.response_size = await relay(
@@ -272,6 +290,33 @@ class Gateway:
                 self.mirror.submit(record.endpoint, mirror, _copy_for(forwarded, mirror))
             record.total_ms = (time.perf_counter() - started) * 1000
             self.traffic.record(record)
+
+    async def _elsewhere(
+        self, deployment: Deployment, refused: Instance, request: UpstreamRequest
+    ) -> tuple[Instance, UpstreamResponse]:
+        """The answer of another instance of ``deployment``, and that instance (its slot held),
+        for a request that ``refused`` did not take: no byte of it was sent, so it may go to the
+        next instance, while the dead one waits to leave the routing table. 503 when none is
+        left. Until an answer arrives the slot on ``refused`` stays held, for the caller to
+        release if this raises."""
+        self.limiter.set_aside(refused)
+        log.warning("instance refused the connection", extra={"instance": refused.key})
+        while True:
+            instance = await self.limiter.acquire(deployment)  # 503 once all are set aside
+            try:
+                answer = await self.transport.send(
+                    instance, request, deployment.limits.request_timeout_s
+                )
+            except ConnectFailed:
+                self.limiter.set_aside(instance)
+                log.warning("instance refused the connection", extra={"instance": instance.key})
+                self.limiter.release(deployment, instance)
+                continue
+            except BaseException:
+                self.limiter.release(deployment, instance)
+                raise
+            self.limiter.release(deployment, refused)
+            return instance, answer
 
     def _authenticate(
         self, scope: Scope, endpoint: Endpoint, incoming: _Incoming, route: Route

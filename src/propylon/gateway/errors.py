@@ -9,6 +9,8 @@ the ARM error body ``{"error": {"code", "message"}}`` (reference §3.4 lists the
     ├── MethodNotAllowed (405) a data-plane path called with another method
     ├── RequestTimeout (408)   the model exceeded request_timeout_ms
     └── BadGateway (502)       the instance could not be reached or broke the connection
+        └── ConnectFailed      no connection was made, so the request never left: the gateway
+                               sends it to another instance, or answers 503 when none is left
 
 A model's own non-200 answer is not an error of the gateway: it is relayed as **424** with the
 model's body and ``ms-azureml-model-error-statuscode`` / ``-reason`` (:mod:`propylon.gateway.app`).
@@ -20,7 +22,7 @@ from typing import Any
 
 from propylon.errors import PropylonError
 
-__all__ = ["BadGateway", "MethodNotAllowed", "RequestTimeout"]
+__all__ = ["BadGateway", "ConnectFailed", "MethodNotAllowed", "RequestTimeout"]
 
 
 class MethodNotAllowed(PropylonError):
@@ -40,3 +42,10 @@ class RequestTimeout(PropylonError):
 class BadGateway(PropylonError):
     status = 502
     code = "BadGateway"
+
+
+class ConnectFailed(BadGateway):
+    """The instance refused the connection (or it broke before the request was written): no byte
+    of the request reached the instance, so sending it to another one is safe."""
+
+    code = "InstanceUnreachable"

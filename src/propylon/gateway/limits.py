@@ -7,6 +7,10 @@ Azure's rules (reference §3.4, §3.6), per deployment:
   or when as many requests already wait as the deployment can run (so that at most
   ``2 × max_concurrent × instances`` are admitted at once), it is refused with **429**;
 * a deployment without a ready instance answers **503**;
+* an instance that refused a connection is set aside for :data:`UNREACHABLE_SECONDS` (no new
+  request and no freed slot goes to it), so that only the first requests after it died pay the
+  failed connect, until the change feed drops it from the routing table; a deployment whose
+  every instance is set aside answers **503**;
 * a request body over the size limit (1.5 MB by default, Azure's older documented cap) is
   refused with **413** before the model sees it; ``request_timeout_ms`` (**408**) is enforced by
   :mod:`propylon.gateway.upstream`, which owns the connection that must then be dropped.
@@ -26,7 +30,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Receive
@@ -35,9 +41,19 @@ from propylon.errors import PayloadTooLarge, ServiceUnavailable, TooManyRequests
 from propylon.gateway.routing import least_outstanding
 from propylon.gateway.table import Deployment, Instance
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "ClientDisconnected", "Limiter", "read_body"]
+__all__ = [
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "UNREACHABLE_SECONDS",
+    "ClientDisconnected",
+    "Limiter",
+    "read_body",
+]
 
 DEFAULT_MAX_REQUEST_BYTES = 1_572_864  # 1.5 MiB
+# How long an instance that refused a connection gets no request: about the time the change feed
+# takes to drop a dead instance (DESIGN: within a second); one that refused only briefly (being
+# restarted in place) is tried again soon after.
+UNREACHABLE_SECONDS = 1.0
 
 
 class ClientDisconnected(Exception):
@@ -45,13 +61,19 @@ class ClientDisconnected(Exception):
 
 
 class Limiter:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.outstanding: dict[str, int] = {}
+        # Instances set aside after a refused connection: key -> clock time they are tried again.
+        self.aside: dict[str, float] = {}
         self._waiting: dict[str, deque[asyncio.Future[Instance]]] = {}
+        self._clock = clock
 
     def try_acquire(self, deployment: Deployment) -> Instance | None:
         """A slot on the least-loaded instance now, or None (no waiting)."""
-        instance = least_outstanding(deployment.instances, self.outstanding)
+        aside = self.aside
+        if aside:
+            self._end_expired_asides()
+        instance = least_outstanding(deployment.instances, self.outstanding, aside)
         if instance is not None:
             self.outstanding[instance.key] = self.outstanding.get(instance.key, 0) + 1
         return instance
@@ -63,6 +85,11 @@ class Limiter:
         if not deployment.instances:
             raise ServiceUnavailable(
                 f"The deployment '{deployment.name}' has no ready instance.",
+                code="NoHealthyInstance",
+            )
+        if all(candidate.key in self.aside for candidate in deployment.instances):
+            raise ServiceUnavailable(
+                f"No instance of the deployment '{deployment.name}' accepts connections.",
                 code="NoHealthyInstance",
             )
         queue = self._waiting.setdefault(deployment.id, deque())
@@ -87,16 +114,30 @@ class Limiter:
 
     def release(self, deployment: Deployment, instance: Instance) -> None:
         queue = self._waiting.get(deployment.id)
-        while queue:
+        while queue and instance.key not in self.aside:
             waiter = queue.popleft()
             if not waiter.done():
                 waiter.set_result(instance)
                 return
+        self._free(instance)
+
+    def set_aside(self, instance: Instance) -> None:
+        """Send no request to ``instance``, which refused a connection, for
+        :data:`UNREACHABLE_SECONDS`; the slots held on it are released as usual but go to no
+        waiter meanwhile."""
+        self.aside[instance.key] = self._clock() + UNREACHABLE_SECONDS
+
+    def _free(self, instance: Instance) -> None:
         left = self.outstanding.get(instance.key, 1) - 1
         if left > 0:
             self.outstanding[instance.key] = left
         else:
             self.outstanding.pop(instance.key, None)
+
+    def _end_expired_asides(self) -> None:
+        now = self._clock()
+        for key in [key for key, until in self.aside.items() if until <= now]:
+            del self.aside[key]
 
 
 def _expire(waiter: asyncio.Future[Instance], deployment: Deployment) -> None:

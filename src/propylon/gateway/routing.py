@@ -7,7 +7,8 @@
 * With the header the named deployment answers whatever its weight — 0 %, or mirror-only — and
   nothing is mirrored. An unknown name is a 404.
 * Within a deployment the instance with the fewest outstanding requests wins, among those below
-  their concurrency limit; ties rotate so that idle instances share sequential traffic.
+  their concurrency limit and not set aside (one that just refused a connection); ties rotate so
+  that idle instances share sequential traffic.
 
 Pure functions over :mod:`propylon.gateway.table` snapshots; ``rand`` is injectable for tests.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Final
 
 from propylon.errors import NotFound
@@ -66,20 +67,29 @@ def choose_deployment(
 
 
 def least_outstanding(
-    instances: tuple[Instance, ...], outstanding: Mapping[str, int]
+    instances: tuple[Instance, ...],
+    outstanding: Mapping[str, int],
+    aside: Container[str] = (),
 ) -> Instance | None:
-    """The instance with the fewest requests in flight, below its limit; None if all are full."""
+    """The instance with the fewest requests in flight, below its limit and whose key is not in
+    ``aside``; None if there is none."""
     count = len(instances)
     if count == 1:
         only = instances[0]
-        return only if outstanding.get(only.key, 0) < only.max_concurrent else None
+        if outstanding.get(only.key, 0) < only.max_concurrent and only.key not in aside:
+            return only
+        return None
     best: Instance | None = None
     best_load = 0
     start = next(_rotation) % count if count else 0
     for offset in range(count):
         instance = instances[(start + offset) % count]
         load = outstanding.get(instance.key, 0)
-        if load < instance.max_concurrent and (best is None or load < best_load):
+        if (
+            load < instance.max_concurrent
+            and (best is None or load < best_load)
+            and instance.key not in aside
+        ):
             best, best_load = instance, load
             if load == 0:
                 break

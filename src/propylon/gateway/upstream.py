@@ -15,9 +15,12 @@ Its contract, which :class:`Transport` states for any other implementation (a fa
   :meth:`UpstreamResponse.chunks` as it arrives, never buffered whole.
 * No answer (for a streamed one: no head) within ``time_limit`` seconds raises
   :class:`RequestTimeout` (408) and drops the connection, which the late answer would corrupt.
-* An instance that refuses the connection, breaks it or answers with something that is not HTTP
-  raises :class:`BadGateway` (502). A pooled connection that the instance closed while idle is
-  retried once on a fresh one, since the instance cannot have seen the request.
+* An instance that refuses the connection raises :class:`ConnectFailed`, a :class:`BadGateway`
+  that promises no byte of the request was written (the gateway then tries another instance).
+  One that breaks the connection afterwards or answers with something that is not HTTP raises a
+  plain :class:`BadGateway` (502): the request may have reached it, so it must not be repeated.
+  A pooled connection that the instance closed while idle is retried once on a fresh one, since
+  the instance cannot have seen the request.
 
 Example::
 
@@ -38,7 +41,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from propylon.gateway.errors import BadGateway, RequestTimeout
+from propylon.gateway.errors import BadGateway, ConnectFailed, RequestTimeout
 from propylon.gateway.table import Instance
 
 __all__ = ["PooledTransport", "Transport", "UpstreamRequest", "UpstreamResponse"]
@@ -227,9 +230,8 @@ class _Pool:
         except TimeoutError:
             raise _timeout(instance) from None
         except OSError:
-            raise BadGateway(
-                f"Instance '{instance.instance_id}' is not accepting connections.",
-                code="InstanceUnreachable",
+            raise ConnectFailed(
+                f"Instance '{instance.instance_id}' is not accepting connections."
             ) from None
         return connection
 
@@ -269,7 +271,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             if reused:
                 raise _Stale
-            raise BadGateway("The instance closed the connection.", code="InstanceUnreachable")
+            raise ConnectFailed("The instance closed the connection before the request was sent.")
         loop = asyncio.get_running_loop()
         response = UpstreamResponse()
         response._peer = self

@@ -20,6 +20,7 @@ from propylon.config import Settings
 from propylon.errors import ConfigurationError
 from propylon.server.app import build_context, create_control_app, create_gateway_app
 from propylon.server.context import ServerContext
+from propylon.server.protocol import BoundedHeadProtocol
 
 __all__ = ["serve"]
 
@@ -112,7 +113,7 @@ def serve(settings: Settings) -> None:
         config = uvicorn.Config(
             app,
             loop="uvloop",
-            http="httptools",
+            http=BoundedHeadProtocol,  # httptools, with a bound on the request head (431)
             lifespan="off",
             log_config=None,
             access_log=False,

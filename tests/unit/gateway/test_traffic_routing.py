@@ -97,6 +97,15 @@ def test_least_outstanding_skips_instances_at_their_limit() -> None:
     assert least_outstanding(d.instances, {a.key: 2, b.key: 2}) is None
 
 
+def test_least_outstanding_skips_instances_set_aside() -> None:
+    d = deployment("blue", instances=2, max_concurrent=2)
+    a, b = d.instances
+    assert {least_outstanding(d.instances, {}, {a.key}) for _ in range(10)} == {b}
+    assert least_outstanding(d.instances, {}, {a.key, b.key}) is None
+    only = deployment("green", instances=1)
+    assert least_outstanding(only.instances, {}, {only.instances[0].key}) is None
+
+
 def test_idle_instances_share_sequential_traffic() -> None:
     d = deployment("blue", instances=3)
     chosen = [least_outstanding(d.instances, {}) for _ in range(300)]

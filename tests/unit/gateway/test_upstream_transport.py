@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from propylon.gateway import BadGateway, Instance, PooledTransport, RequestTimeout, UpstreamRequest
+from propylon.gateway import (
+    BadGateway,
+    ConnectFailed,
+    Instance,
+    PooledTransport,
+    RequestTimeout,
+    UpstreamRequest,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -196,13 +203,32 @@ def test_no_answer_within_the_time_limit_is_408_and_drops_the_connection() -> No
     asyncio.run(scenario())
 
 
-def test_a_refused_connection_is_502() -> None:
+def test_a_refused_connection_is_a_502_that_says_nothing_was_sent() -> None:
     async def scenario() -> None:
         transport = PooledTransport()
         async with instance(echo_forever) as target:
             pass  # the server is closed again: its port refuses
-        with pytest.raises(BadGateway):
+        with pytest.raises(ConnectFailed) as refused:
             await transport.send(target, post(), 2.0)
+        assert refused.value.status == 502
+        assert refused.value.code == "InstanceUnreachable"
+        await transport.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_broken_after_the_request_was_sent_is_a_plain_502() -> None:
+    async def read_then_close(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int
+    ) -> None:
+        await read_request(reader)  # the request reached the instance: it must not be repeated
+
+    async def scenario() -> None:
+        transport = PooledTransport()
+        async with instance(read_then_close) as target:
+            with pytest.raises(BadGateway) as broken:
+                await transport.send(target, post(), 2.0)
+            assert not isinstance(broken.value, ConnectFailed)
         await transport.aclose()
 
     asyncio.run(scenario())

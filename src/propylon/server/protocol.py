@@ -1,0 +1,148 @@
+"""The HTTP/1.1 protocol both ports speak: uvicorn's httptools protocol, with a bound on the head.
+
+httptools (llhttp) hands uvicorn a header field only once it has ended, joining its pieces in
+memory until then, and neither uvicorn nor httptools limits that: one client sending a 64 MiB
+header cost the server twice that. :class:`BoundedHeadProtocol` counts the bytes of a request head
+(request line and header fields, up to the blank line) as they are read, feeds the parser no more
+than :data:`MAX_REQUEST_HEAD_BYTES` of it, and refuses a longer one with **431** (RFC 6585 §5) in
+the ARM error body. It then reads and drops what the client is still sending for a little while,
+so that the client reads the answer rather than a connection reset (RFC 9112 §9.6), and closes.
+
+The count costs a comparison and an addition per segment read and one attribute store where a
+request's head and the request end; a segment that crosses the limit is parsed in two parts.
+Where a request arrives pipelined behind another in the same segment, its count starts with the
+next segment, so the parser may hold up to one more segment of it.
+
+Example::
+
+    uvicorn.Config(app, loop="uvloop", http=BoundedHeadProtocol)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Final
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from propylon.errors import HeaderFieldsTooLarge
+
+__all__ = ["MAX_REQUEST_HEAD_BYTES", "BoundedHeadProtocol"]
+
+log = logging.getLogger("propylon.server")
+
+# 64 KiB for the request line and all header fields. Common servers allow less: nginx 4 x 8 KiB
+# (large_client_header_buffers), Kestrel 32 KiB (MaxRequestHeadersTotalSize), Node.js 16 KiB, as
+# does uvicorn's own h11 protocol; twice nginx's total leaves room for a few large Entra ID
+# tokens and long query strings, and a refused client costs the server no more than that.
+MAX_REQUEST_HEAD_BYTES: Final = 64 * 1024
+
+# A refused connection is read and dropped until the client has been quiet this long (nginx's
+# lingering_timeout is 5 s), and for this long at most (nginx's lingering_time: 30 s).
+_LINGER_QUIET_SECONDS: Final = 2.0
+_LINGER_MAX_SECONDS: Final = 30.0
+
+_IN_BODY: Final = -1
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol refusing a request head over :data:`MAX_REQUEST_HEAD_BYTES`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Bytes of the current request's head read so far, or _IN_BODY from the end of its head
+        # to the end of the request. A segment is counted before it is parsed; the parser's
+        # callbacks then mark where the head and the request ended.
+        self._head = 0
+
+    def data_received(self, data: bytes) -> None:
+        head = self._head
+        if head < 0:
+            super().data_received(data)
+        elif head + len(data) <= MAX_REQUEST_HEAD_BYTES:
+            self._head = head + len(data)
+            super().data_received(data)
+        else:
+            self._receive_across_the_limit(data)
+
+    def on_headers_complete(self) -> None:
+        self._head = _IN_BODY
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._head = 0
+        super().on_message_complete()
+
+    def _receive_across_the_limit(self, data: bytes) -> None:
+        """Parse up to the limit: a head still open there is refused, else the rest is parsed."""
+        budget = MAX_REQUEST_HEAD_BYTES - self._head
+        self._head = MAX_REQUEST_HEAD_BYTES
+        super().data_received(data[:budget])
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # refused as malformed (400), or upgraded to a WebSocket
+        if self._head == MAX_REQUEST_HEAD_BYTES:
+            self._refuse()
+        elif len(data) > budget and not self.parser.should_upgrade():
+            self.data_received(data[budget:])
+
+    def _refuse(self) -> None:
+        log.warning(
+            "request head over the limit refused",
+            extra={"client": self.client, "limit": MAX_REQUEST_HEAD_BYTES},
+        )
+        self._unset_keepalive_if_required()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A request pipelined before this one is still being answered; a 431 now would come
+            # before that answer, so the connection is closed instead.
+            self.transport.close()
+            return
+        error = HeaderFieldsTooLarge(
+            f"The request line and headers are longer than {MAX_REQUEST_HEAD_BYTES} bytes."
+        )
+        body = json.dumps(error.body()).encode()
+        answer = [STATUS_LINE[error.status]]
+        for name, value in self.server_state.default_headers:
+            answer += (name, b": ", value, b"\r\n")
+        answer += (
+            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        )
+        self.transport.write(b"".join(answer))
+        # From here on the connection is the lingerer's: the server no longer waits for it at
+        # shutdown, and the parser, with the part of the head it holds, is let go now.
+        self.connections.discard(self)
+        self.parser = None  # type: ignore[assignment]
+        self.transport.set_protocol(_Lingering(self.transport, self.loop))
+
+
+class _Lingering(asyncio.Protocol):
+    """Reads and drops what a refused client still sends; closes once it stops or goes quiet."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._heard = loop.time()
+        self._until = self._heard + _LINGER_MAX_SECONDS
+        self._timer = loop.call_later(_LINGER_QUIET_SECONDS, self._check)
+
+    def data_received(self, data: bytes) -> None:
+        self._heard = self._loop.time()
+
+    def eof_received(self) -> None:
+        return None  # the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if now >= self._until:
+            self._transport.abort()  # it may not even be reading the answer
+        elif now - self._heard >= _LINGER_QUIET_SECONDS:
+            self._transport.close()
+        else:
+            wake = min(self._heard + _LINGER_QUIET_SECONDS, self._until)
+            self._timer = self._loop.call_at(wake, self._check)
