@@ -13,6 +13,11 @@ request's head and the request end; a segment that crosses the limit is parsed i
 Where a request arrives pipelined behind another in the same segment, its count starts with the
 next segment, so the parser may hold up to one more segment of it.
 
+It also makes a stopping server's connections close for good: a TLS close waits for the client's
+close_notify, which a client holding an idle keep-alive connection never sends, so uvicorn would
+wait out its whole graceful-shutdown period; such a connection is aborted a second after its
+close began.
+
 Example::
 
     uvicorn.Config(app, loop="uvloop", http=BoundedHeadProtocol)
@@ -44,6 +49,10 @@ MAX_REQUEST_HEAD_BYTES: Final = 64 * 1024
 _LINGER_QUIET_SECONDS: Final = 2.0
 _LINGER_MAX_SECONDS: Final = 30.0
 
+# How long a connection closed because the server stops may take to finish closing (TLS:
+# exchanging close_notify) before it is aborted.
+_CLOSE_GRACE_SECONDS: Final = 1.0
+
 _IN_BODY: Final = -1
 
 
@@ -56,6 +65,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         # to the end of the request. A segment is counted before it is parsed; the parser's
         # callbacks then mark where the head and the request ended.
         self._head = 0
+        self._stopping = False
 
     def data_received(self, data: bytes) -> None:
         head = self._head
@@ -66,6 +76,33 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             super().data_received(data)
         else:
             self._receive_across_the_limit(data)
+
+    def shutdown(self) -> None:
+        """The server is stopping: close this connection once its answer is sent, as uvicorn
+        does — and make sure the close ends, see :meth:`_close_or_abort`."""
+        self._stopping = True
+        super().shutdown()
+        self._close_or_abort()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._stopping:
+            self._close_or_abort()
+
+    def _close_or_abort(self) -> None:
+        """Abort a closing connection still open :data:`_CLOSE_GRACE_SECONDS` later.
+
+        Closing a TLS connection sends close_notify and waits for the client's, and a client
+        that keeps an idle keep-alive connection in its pool never reads it: the connection
+        would stay open, and uvicorn would wait for it the whole graceful-shutdown period
+        before the server could stop. After the grace the answer has long been sent.
+        """
+        if self.transport.is_closing():
+            self.loop.call_later(_CLOSE_GRACE_SECONDS, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self in self.connections:
+            self.transport.abort()
 
     def on_headers_complete(self) -> None:
         self._head = _IN_BODY

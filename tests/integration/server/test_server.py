@@ -89,6 +89,22 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     assert '"stopped"' in running.log_text()
 
 
+def test_sigterm_does_not_wait_for_idle_keep_alive_tls_clients(tmp_path: Path) -> None:
+    """A client holding an idle TLS connection never answers the server's close_notify; the
+    server closes such connections for good instead of waiting out its 20 s grace period."""
+    running = RunningServer.start(tmp_path / "data")
+    clients = [httpx.Client(verify=running.verify) for _ in range(2)]
+    try:
+        for client, url in zip(clients, (running.control_url, running.gateway_url), strict=True):
+            assert client.get(f"{url}/healthz").status_code == 200  # then idle in its pool
+        assert running.stop(timeout=10) == 0  # 10 s: half the grace period
+    finally:
+        for client in clients:
+            client.close()
+        running.kill()
+    assert "timeout graceful shutdown exceeded" not in running.log_text()
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``propylon server …`` on free ports unless the arguments name them."""
     if args[0] == "server" and "--port" not in args:
