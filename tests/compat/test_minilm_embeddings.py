@@ -58,14 +58,18 @@ class Deployed:
         return f"{self.server.gateway_url}/models"
 
     def credential(self, who: Principal) -> ClientSecretCredential:
-        return ClientSecretCredential(
-            self.server.bootstrap["tenant_id"],
-            who.login,
-            who.secret,
-            authority=self.server.bootstrap["authority"],
-            disable_instance_discovery=True,
-            connection_verify=self.server.ca_cert,
-        )
+        return _credential(self.server, who)
+
+
+def _credential(server: RunningServer, who: Principal) -> ClientSecretCredential:
+    return ClientSecretCredential(
+        server.bootstrap["tenant_id"],
+        who.login,
+        who.secret,
+        authority=server.bootstrap["authority"],
+        disable_instance_discovery=True,
+        connection_verify=server.ca_cert,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +77,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     with RunningServer.start(tmp_path_factory.mktemp("minilm") / "data") as server:
         live = LivePlatform(server)
         info = server.bootstrap
-        credential = ClientSecretCredential(
-            info["tenant_id"],
-            info["admin_client_id"],
-            info["admin_client_secret"],
-            authority=info["authority"],
-            disable_instance_discovery=True,
-            connection_verify=server.ca_cert,
-        )
         client = MLClient(
-            credential,
+            _credential(server, live.admin),
             info["subscription_id"],
             info["resource_group"],
             info["workspace"],
@@ -204,55 +200,46 @@ def test_bad_input_is_the_models_400_relayed_as_a_424(deployed: Deployed) -> Non
     assert answer.json()["error"]["message"] == "'input[1]' must be a string, not int."
 
 
-def _embed_on_models(deployed: Deployed, who: Principal) -> int:
-    """Status of one key-less ``/models`` embeddings call as ``who``; 200 when it worked."""
-    with EmbeddingsClient(
-        endpoint=deployed.models_url,
-        credential=deployed.credential(who),
-        model=ENDPOINT,
-        connection_verify=deployed.server.ca_cert,
-    ) as client:
-        try:
-            answer = client.embed(input=["hello"])
-        except HttpResponseError as refused:
-            return int(refused.status_code or 0)
-    assert len(answer.data[0].embedding) == 384
-    return 200
-
-
-def _chat_on_models(deployed: Deployed, who: Principal) -> int:
-    with ChatCompletionsClient(
-        endpoint=deployed.models_url,
-        credential=deployed.credential(who),
-        model=CHAT,
-        connection_verify=deployed.server.ca_cert,
-    ) as client:
-        try:
-            answer = client.complete(messages=[UserMessage(content="hi from models")])
-        except HttpResponseError as refused:
-            return int(refused.status_code or 0)
-    assert answer.choices[0].message.content == "hi from models"
+def _on_models(deployed: Deployed, who: Principal, model: str) -> int:
+    """Status of one key-less ``/models`` call as ``who`` (embeddings from the MiniLM endpoint,
+    chat from the echo one); 200 when it worked and the answer was the model's."""
+    options: dict[str, Any] = {
+        "endpoint": deployed.models_url,
+        "credential": deployed.credential(who),
+        "model": model,
+        "connection_verify": deployed.server.ca_cert,
+    }
+    try:
+        if model == ENDPOINT:
+            with EmbeddingsClient(**options) as embeddings:
+                assert len(embeddings.embed(input=["hello"]).data[0].embedding) == 384
+        else:
+            with ChatCompletionsClient(**options) as chat:
+                answer = chat.complete(messages=[UserMessage(content="hi from models")])
+                assert answer.choices[0].message.content == "hi from models"
+    except HttpResponseError as refused:
+        return int(refused.status_code or 0)
     return 200
 
 
 def test_the_models_route_lets_rbac_decide_per_endpoint(deployed: Deployed) -> None:
     live = deployed.live
     # the administrator is Owner at "/": every endpoint, whatever its own auth mode
-    assert _embed_on_models(deployed, live.admin) == 200
-    assert _chat_on_models(deployed, live.admin) == 200
+    assert _on_models(deployed, live.admin, ENDPOINT) == 200
+    assert _on_models(deployed, live.admin, CHAT) == 200
 
     scorer = live.app("models-scorer")
-    assert _embed_on_models(deployed, scorer) == 403
-    assert _chat_on_models(deployed, scorer) == 403
+    assert _on_models(deployed, scorer, ENDPOINT) == 403
+    assert _on_models(deployed, scorer, CHAT) == 403
 
     assignment = live.assign(
         scorer.oid, "AzureML Data Scientist", live.endpoint_id(ENDPOINT), "ServicePrincipal"
     )
-    wait_until(lambda: _embed_on_models(deployed, scorer) == 200, timeout=10)
-    assert _chat_on_models(deployed, scorer) == 403  # the role is on the other endpoint only
+    wait_until(lambda: _on_models(deployed, scorer, ENDPOINT) == 200, timeout=10)
+    assert _on_models(deployed, scorer, CHAT) == 403  # the role is on the other endpoint only
 
     live.unassign(live.endpoint_id(ENDPOINT), assignment)
-    wait_until(lambda: _embed_on_models(deployed, scorer) == 403, timeout=10)
+    wait_until(lambda: _on_models(deployed, scorer, ENDPOINT) == 403, timeout=10)
 
 
 def test_the_models_route_refuses_a_key_and_an_unknown_model(deployed: Deployed) -> None:
