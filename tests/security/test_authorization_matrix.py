@@ -648,6 +648,25 @@ def test_a_tenant_b_token_for_an_object_id_of_b_is_refused_here(world: World) ->
     assert scored.status_code == 403
 
 
+def test_a_tenant_b_principal_given_a_role_here_gets_aml_tokens_that_score(world: World) -> None:
+    """The legitimate cross-tenant case: a role assignment naming B's principal by its oid."""
+    live, oid = world.live, str(uuid.uuid4())
+    endpoint = live.endpoint_id("ep-aml")
+    token = _tenant_b_token(world, oid=oid)
+    assert live.call("POST", f"{endpoint}/token", token=token).status_code == 403
+    assignment = live.assign(oid, "AzureML Data Scientist", endpoint)
+    try:
+        wait_until(
+            lambda: live.call("POST", f"{endpoint}/token", token=token).status_code == 200,
+            timeout=5,
+        )
+        minted = live.call("POST", f"{endpoint}/token", token=token).json()["accessToken"]
+        live.ledger.add("aml_token of a tenant B principal", minted)
+        assert live.score("ep-aml", minted).status_code == 200
+    finally:
+        live.unassign(endpoint, assignment)
+
+
 def test_unknown_kids_of_a_trusted_issuer_do_not_hammer_its_key_set(world: World) -> None:
     """§6.3 #4/#6: an unknown ``kid`` triggers at most one rate-limited refresh of the JWKS."""
     other = world.other

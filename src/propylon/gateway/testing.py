@@ -114,6 +114,7 @@ class StaticAccess:
         *,
         endpoint_uid: str | None = None,
         requested_by: str | None = None,
+        requester_tid: str | None = None,
     ) -> dict[str, Any]:
         token = uuid.uuid4().hex
         self.add_endpoint_token(token, endpoint_id, oid=requested_by, endpoint_uid=endpoint_uid)
@@ -185,6 +186,7 @@ class LocalAccess:
         *,
         endpoint_uid: str | None = None,
         requested_by: str | None = None,
+        requester_tid: str | None = None,
     ) -> Any:
         minted = self.issuer.issue_endpoint_token(
             endpoint_id,

@@ -332,12 +332,14 @@ class TokenIssuer:
         *,
         tenant_id: str,
         requested_by: str | None = None,
+        requester_tid: str | None = None,
         endpoint_uid: str | None = None,
         now: datetime | None = None,
     ) -> EndpointToken:
         """An aml_token for one endpoint.
 
-        ``requested_by`` is the ``oid`` of the caller of ``…/token`` (kept for the traffic log);
+        ``requested_by`` is the ``oid`` of the caller of ``…/token`` (kept for the traffic log),
+        ``requester_tid`` its tenant when that is not ours (a trusted external issuer's);
         ``endpoint_uid``, the endpoint's immutable id, stops a token from opening an endpoint
         deleted and re-created under the same name.
         """
@@ -355,6 +357,8 @@ class TokenIssuer:
         }
         if requested_by is not None:
             claims["oid"] = requested_by
+        if requester_tid is not None:
+            claims["requester_tid"] = requester_tid
         if endpoint_uid is not None:
             claims["endpoint_uid"] = endpoint_uid
         token = self._sign(claims, typ=ENDPOINT_TOKEN_TYPE, now=moment)

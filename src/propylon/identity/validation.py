@@ -609,7 +609,8 @@ class TokenValidator:
         oid = claims.get("oid")
         if oid is not None and not isinstance(oid, str):
             raise InvalidToken(RejectReason.INVALID_CLAIM, "oid is not a string")
-        if oid is not None:
+        if oid is not None and claims.get("requester_tid") is None:
+            # the requester is one of our principals: disabling or deleting it ends its tokens
             self._check_principal(candidate.tid, oid)
         return ValidatedEndpointToken(
             audience=expected,

@@ -101,11 +101,12 @@ class AccessControl(Protocol):
         *,
         endpoint_uid: str | None = None,
         requested_by: str | None = None,
+        requester_tid: str | None = None,
     ) -> dict[str, Any]:
         """``{"accessToken", "expiryTimeUtc", "refreshAfterTimeUtc", "tokenType"}`` for the
         control plane's ``POST …/onlineEndpoints/{name}/token``, bound to the endpoint's
         ``endpoint_uid``; ``requested_by`` is the oid the gateway's traffic log shows for
-        requests made with the token."""
+        requests made with the token, of tenant ``requester_tid`` (ours when None)."""
         ...
 
 
@@ -239,11 +240,17 @@ class PlatformAccess:
         *,
         endpoint_uid: str | None = None,
         requested_by: str | None = None,
+        requester_tid: str | None = None,
     ) -> dict[str, Any]:
+        """An aml_token; one requested by a principal of a trusted external tenant says so
+        (``requester_tid``), since that principal is not in our directory for the validator's
+        is-it-still-active check, which applies to our principals only."""
+        foreign = requester_tid is not None and not self._directory.owns_tenant(requester_tid)
         token = self._issuer.issue_endpoint_token(
             endpoint_id,
             tenant_id=self._tenant_id,
             requested_by=requested_by,
+            requester_tid=requester_tid if foreign else None,
             endpoint_uid=endpoint_uid,
         )
         return token.as_body()

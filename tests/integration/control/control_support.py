@@ -72,6 +72,7 @@ class FakeAccess:
         *,
         endpoint_uid: str | None = None,
         requested_by: str | None = None,
+        requester_tid: str | None = None,
     ) -> dict[str, Any]:
         self.minted.append(endpoint_id)
         self.minted_uids.append(endpoint_uid)

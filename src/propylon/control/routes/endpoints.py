@@ -214,6 +214,9 @@ async def get_token(
     control.endpoints.require_auth_mode(ws, row, "AMLToken", "token")
     access: AccessControl = request.app.state.ctx.services["access"]
     minted = access.mint_endpoint_token(
-        row.id, endpoint_uid=endpoint_uid(row.body), requested_by=caller.oid
+        row.id,
+        endpoint_uid=endpoint_uid(row.body),
+        requested_by=caller.oid,
+        requester_tid=caller.tid,
     )
     return JSONResponse(minted)
