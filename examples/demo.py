@@ -228,6 +228,7 @@ def next_steps(info: dict[str, Any], endpoint_scope: str, started_pid: int | Non
     print(f"export PROPYLON_CONFIG_DIR={CLI_CONFIG}    # act as the administrator")
     print("propylon ml online-endpoint list -o table -g default-rg -w default-ws")
     print(f"propylon ml online-deployment get-logs -n blue -e {ENDPOINTS['key']} --lines 20")
+    print(f"propylon ml online-endpoint get-logs -n {ENDPOINTS['key']} --traffic --lines 5 -o yaml")
     print(f"propylon role check --assignee {SCORER} --action "
           "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action "
           f"--scope {endpoint_scope}")  # fmt: skip
