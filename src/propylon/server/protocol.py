@@ -13,6 +13,12 @@ request's head and the request end; a segment that crosses the limit is parsed i
 Where a request arrives pipelined behind another in the same segment, its count starts with the
 next segment, so the parser may hold up to one more segment of it.
 
+The same bound applies to what a chunked body sends after its last chunk (trailer fields, which
+httptools buffers the same way) and to anything else that brings no body bytes: more than
+:data:`MAX_REQUEST_HEAD_BYTES` read in a body without a byte of body (counted by segment, after it
+is parsed: the parser may hold one segment more) cuts the connection, the request having been
+handed to the app already.
+
 It also makes a stopping server's connections close for good: a TLS close waits for the client's
 close_notify, which a client holding an idle keep-alive connection never sends, so uvicorn would
 wait out its whole graceful-shutdown period; such a connection is aborted a second after its
@@ -65,12 +71,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         # to the end of the request. A segment is counted before it is parsed; the parser's
         # callbacks then mark where the head and the request ended.
         self._head = 0
+        # Bytes of the segments read in a body that brought no body byte (what a chunked body's
+        # trailer fields, headers after its last chunk, are buffered from), and whether the
+        # segment being parsed brought one.
+        self._bodiless = 0
+        self._body_seen = False
         self._stopping = False
 
     def data_received(self, data: bytes) -> None:
         head = self._head
         if head < 0:
+            self._body_seen = False
             super().data_received(data)
+            if self._body_seen:
+                self._bodiless = 0
+            elif self._head < 0:  # still in that body
+                self._bodiless += len(data)
+                if self._bodiless > MAX_REQUEST_HEAD_BYTES:
+                    self._refuse_trailers()
         elif head + len(data) <= MAX_REQUEST_HEAD_BYTES:
             self._head = head + len(data)
             super().data_received(data)
@@ -108,9 +126,24 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head = _IN_BODY
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._body_seen = True
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._head = 0
+        self._bodiless = 0
         super().on_message_complete()
+
+    def _refuse_trailers(self) -> None:
+        """A body that stopped bringing body bytes yet keeps coming: trailer fields (or chunk
+        extensions) past the head's limit. The request is already the app's, so no answer can
+        be put in front of its own: the connection is cut."""
+        log.warning(
+            "request trailers over the limit refused",
+            extra={"client": self.client, "limit": MAX_REQUEST_HEAD_BYTES},
+        )
+        self.transport.abort()
 
     def _receive_across_the_limit(self, data: bytes) -> None:
         """Parse up to the limit: a head still open there is refused, else the rest is parsed."""

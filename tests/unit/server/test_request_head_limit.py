@@ -210,3 +210,54 @@ def test_a_64_mib_header_is_answered_431_without_being_held_in_memory(run: Run) 
     growth = peak_rss_growth(lambda: run(scenario()))
     assert growth < 16 << 20, f"peak resident size grew by {growth >> 20} MiB"
     assert got == [431]
+
+
+def chunked(body: bytes, *, chunk: int, trailer: bytes = b"") -> bytes:
+    """A chunked request carrying ``body`` in ``chunk``-byte chunks, then ``trailer`` fields."""
+    start = b"POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+    chunks = b"".join(
+        b"%x\r\n" % len(body[i : i + chunk]) + body[i : i + chunk] + b"\r\n"
+        for i in range(0, len(body), chunk)
+    )
+    return start + chunks + b"0\r\n" + trailer + b"\r\n"
+
+
+def test_a_chunked_body_with_a_small_trailer_is_served(run: Run) -> None:
+    async def scenario() -> None:
+        async with server() as port:
+            body = b"c" * (1 << 20)
+            request = chunked(body, chunk=4096, trailer=b"x-checksum: " + b"f" * 1000 + b"\r\n")
+            status, sizes = await exchange(port, request)
+            assert status == 200
+            assert sizes["body"] == len(body)
+
+    run(scenario())
+
+
+def test_a_trailer_over_the_limit_cuts_the_connection_without_being_held(run: Run) -> None:
+    """httptools buffers a trailer field as it does a header: 64 MiB of one would cost the
+    server that much; the connection is cut once the limit's worth arrived with no body."""
+    piece = b"t" * (1 << 16)
+    cut: list[bool] = []
+
+    async def send_trailer(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(chunked(b"body", chunk=4)[:-2] + b"x-big: ")  # the last chunk, then a field
+        try:
+            for _ in range(1024):
+                writer.write(piece)
+                await writer.drain()
+        except ConnectionError:
+            cut.append(True)
+        else:
+            cut.append(await reader.read() == b"")  # no answer: the request was the app's
+        finally:
+            writer.close()
+
+    async def scenario() -> None:
+        async with server() as port:
+            await asyncio.wait_for(send_trailer(port), 60)
+
+    growth = peak_rss_growth(lambda: run(scenario()))
+    assert cut == [True]
+    assert growth < 32 << 20, f"the server grew {growth >> 20} MiB"
