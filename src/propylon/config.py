@@ -9,13 +9,32 @@ import time. Example::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
 from propylon.errors import ConfigurationError
 
-__all__ = ["Role", "Settings"]
+__all__ = ["Role", "Settings", "parse_duration"]
+
+_DURATION = re.compile(r"^(\d+(?:\.\d*)?)\s*([smhd]?)$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, name: str) -> float:
+    """Seconds in ``text``: a number with an optional unit ``s``, ``m``, ``h`` or ``d``.
+
+    ``name`` says where the text came from, for the error. Example::
+
+        parse_duration("7d", "PROPYLON_ENV_RETENTION")   # 604800.0
+    """
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise ConfigurationError(
+            f"{name} must be a duration such as 7d, 12h, 30m or 90 (seconds), not {text!r}."
+        )
+    return float(match[1]) * _SECONDS[match[2]]
 
 
 class Role(StrEnum):
@@ -51,6 +70,8 @@ class Settings:
     runtime: str = "local"
     ray_address: str | None = None
     log_level: str = "info"
+    # How long a built deployment environment may go unused before it is deleted; 0 keeps all.
+    environment_retention: float = 7 * 86400.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -66,6 +87,10 @@ class Settings:
             gateway_url=(env.get("PROPYLON_GATEWAY_URL") or "").rstrip("/") or None,
             log_level=env.get("PROPYLON_LOG_LEVEL", "info"),
         )
+        if retention := env.get("PROPYLON_ENV_RETENTION"):
+            base = replace(
+                base, environment_retention=parse_duration(retention, "PROPYLON_ENV_RETENTION")
+            )
         given = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **given)  # type: ignore[arg-type]
         return settings.validated()
@@ -76,6 +101,8 @@ class Settings:
         for name, port in (("--port", self.port), ("--gateway-port", self.gateway_port)):
             if not 0 <= port <= 65535:
                 raise ConfigurationError(f"{name} {port} is not a TCP port (0-65535).")
+        if self.environment_retention < 0:
+            raise ConfigurationError("PROPYLON_ENV_RETENTION must not be negative.")
         if self.role is Role.ALL and self.port == self.gateway_port and self.port != 0:
             raise ConfigurationError("--port and --gateway-port must differ.")
         if self.database_url is not None and not self.database_url.startswith(

@@ -34,6 +34,7 @@ from propylon.runtime.base import (
 from propylon.runtime.environments import (
     EnvironmentBuilder,
     EnvironmentBuildFailed,
+    PrunedEnvironment,
     environment_key,
 )
 from propylon.runtime.instance import InstanceInfo, InstanceState
@@ -61,6 +62,7 @@ __all__ = [
     "LoadReport",
     "LocalBackend",
     "ProbeSettings",
+    "PrunedEnvironment",
     "RequestSettings",
     "RestartPolicy",
     "ScaleSettings",

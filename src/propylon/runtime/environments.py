@@ -29,11 +29,22 @@ blank lines, duplicates and insignificant spaces, sorts the lines (pip resolves 
 set), and keeps the Python version to ``major.minor``. The key also covers the local interpreter
 and the server's prefix, since an environment is only valid on top of the one it was built on.
 
+**Clean-up.** A finished environment has a marker file, ``.propylon-environment.json``, whose
+modification time says when it was last used: written by the build, touched by every
+:meth:`~EnvironmentBuilder.ensure` that reuses it and by every :meth:`~EnvironmentBuilder.prune`
+that is told it is in use (so servers sharing the data dir see each other's environments in use).
+:meth:`~EnvironmentBuilder.prune` deletes the environments that are not in use and have not been
+used for a while, and unfinished builds as old. It deletes under the key's build lock, re-reading
+the stamp once it holds it, so a build or a reuse in any process is never cut from under; and it
+first renames the folder away, so the marker is gone before anything else is and a folder that
+is half deleted is never taken for an environment. The server's own environment is never touched.
+
 Example::
 
     builder = EnvironmentBuilder(data_dir / "envs")
     env = await builder.ensure(EnvironmentSpec(pip_requirements=("joblib",)), log=print)
     env.python   # PosixPath('…/envs/3f2a…/bin/python')
+    builder.prune(in_use={env.key}, idle_seconds=7 * 86400)   # [PrunedEnvironment(key='9c1e…', …)]
 """
 
 from __future__ import annotations
@@ -43,13 +54,14 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import site
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +72,7 @@ __all__ = [
     "Environment",
     "EnvironmentBuildFailed",
     "EnvironmentBuilder",
+    "PrunedEnvironment",
     "environment_key",
     "inherited_environment",
     "normalise_environment",
@@ -68,7 +81,12 @@ __all__ = [
 
 Log = Callable[[str], None]
 
+logger = logging.getLogger("propylon.runtime")
+
 _MARKER = ".propylon-environment.json"
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+_LOCK_SUFFIX = ".lock"
+_TRASH_PREFIX = ".pruning-"  # a folder being deleted: ``.pruning-<key>-<random>``
 _LAYER_PTH = "_propylon_server_environment.pth"
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(.*)$")
 _EXTRAS = re.compile(r"\[([^\]]*)\]")
@@ -165,6 +183,19 @@ class EnvironmentBuildFailed(Exception):
 
 
 @dataclass(frozen=True)
+class PrunedEnvironment:
+    """What :meth:`EnvironmentBuilder.prune` removed: ``size`` bytes, last used at ``last_used``.
+
+    ``complete`` is false for the leftovers of a build (or a clean-up) that did not finish.
+    """
+
+    key: str
+    size: int
+    last_used: float
+    complete: bool
+
+
+@dataclass(frozen=True)
 class Environment:
     """Where an instance's Python lives; ``key`` is ``None`` for the server's own environment."""
 
@@ -225,6 +256,7 @@ class EnvironmentBuilder:
         async with self._locked(key, log):
             if (folder / _MARKER).is_file():
                 log(f"Reusing environment {key[:12]} ({folder}).")
+                self._mark_used(key)
                 return self._environment(key)
             await self._build(spec, key, folder, log)
         return self._environment(key)
@@ -233,22 +265,147 @@ class EnvironmentBuilder:
         folder = self.root / key
         return Environment(python=folder / "bin" / "python", key=key, root=folder)
 
+    def prune(
+        self, in_use: Collection[str], idle_seconds: float, *, now: float | None = None
+    ) -> list[PrunedEnvironment]:
+        """Delete the environments not in ``in_use`` and not used for ``idle_seconds``.
+
+        Also deletes unfinished builds as old, and the remains of a clean-up that was
+        interrupted. The environments in ``in_use`` are marked used now. An environment whose
+        lock someone holds (a build, a reuse, another clean-up) is left for the next time. This
+        blocks for as long as deleting takes: call it in a thread. Example::
+
+            removed = builder.prune({"3f2a…"}, idle_seconds=7 * 86400)
+            sum(r.size for r in removed)   # bytes freed
+        """
+        if idle_seconds < 0:
+            raise ValueError(f"idle_seconds must not be negative, not {idle_seconds!r}.")
+        if not self.root.is_dir():
+            return []
+        for key in in_use:
+            self._mark_used(key)
+        cutoff = (time.time() if now is None else now) - idle_seconds
+        candidates: set[str] = set()
+        for entry in self.root.iterdir():
+            name = entry.name
+            if name.startswith(_TRASH_PREFIX):
+                name = name.removeprefix(_TRASH_PREFIX).split("-", 1)[0]
+            name = name.removesuffix(_LOCK_SUFFIX)
+            if _KEY.match(name) and not _holds_server_environment(self.root / name):
+                candidates.add(name)
+        removed = [
+            pruned
+            for key in sorted(candidates)
+            if (pruned := self._prune_key(key, cutoff, keep=key in in_use)) is not None
+        ]
+        if removed:
+            freed = sum(pruned.size for pruned in removed)
+            logger.info(
+                "environment clean-up removed %d environments, %s freed",
+                len(removed),
+                _human_size(freed),
+                extra={"environments": len(removed), "bytes": freed},
+            )
+        return removed
+
+    def _prune_key(self, key: str, cutoff: float, *, keep: bool) -> PrunedEnvironment | None:
+        if not self._prunable(key, cutoff, keep=keep):
+            return None  # the common case, decided without taking the lock
+        descriptor = self._try_lock(key)
+        if descriptor is None:
+            logger.info("environment %s is locked (a build or a reuse); not removed", key[:12])
+            return None
+        try:
+            pruned = self._prune_locked(key, cutoff, keep=keep)
+        finally:
+            os.close(descriptor)
+        if pruned is not None:
+            logger.info(
+                "removed %s %s, last used %s, %s freed",
+                "environment" if pruned.complete else "unfinished environment",
+                key[:12],
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(pruned.last_used)),
+                _human_size(pruned.size),
+                extra={"environment": key, "bytes": pruned.size},
+            )
+        return pruned
+
+    def _prune_locked(self, key: str, cutoff: float, *, keep: bool) -> PrunedEnvironment | None:
+        # Under the lock the stamp cannot change behind our back: read it again.
+        if not self._prunable(key, cutoff, keep=keep):
+            return None
+        folder = self.root / key
+        last_used = self._last_used(key)
+        complete = (folder / _MARKER).is_file()
+        stale = not keep and last_used < cutoff
+        if stale and folder.is_dir() and not folder.is_symlink():
+            # The rename takes the marker away with the folder in one step: whatever happens
+            # next, nothing under ``<key>`` is left to be taken for an environment.
+            folder.rename(self.root / f"{_TRASH_PREFIX}{key}-{os.urandom(4).hex()}")
+        trash = sorted(self.root.glob(f"{_TRASH_PREFIX}{key}-*"))
+        size = sum(_disk_usage(path) for path in trash)
+        for path in trash:
+            shutil.rmtree(path, ignore_errors=True)
+            if path.exists():
+                logger.warning("could not delete all of %s; trying again next time", path)
+        if stale:
+            # Unlinked while held: whoever opened it meanwhile notices and retries (_try_lock).
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / f"{key}{_LOCK_SUFFIX}").unlink()
+        if not trash:
+            return None  # only a lock file was left
+        return PrunedEnvironment(key, size, last_used, complete=complete and stale)
+
+    def _prunable(self, key: str, cutoff: float, *, keep: bool) -> bool:
+        if any(self.root.glob(f"{_TRASH_PREFIX}{key}-*")):
+            return True
+        return not keep and self._last_used(key) < cutoff
+
+    def _last_used(self, key: str) -> float:
+        """When ``key`` was last used: its marker, else its unfinished folder, else its lock."""
+        folder = self.root / key
+        for path in (folder / _MARKER, folder, self.root / f"{key}{_LOCK_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                return path.stat().st_mtime
+        return float("-inf")
+
+    def _mark_used(self, key: str) -> None:
+        with contextlib.suppress(OSError):  # gone, or a read-only data dir: nothing to stamp
+            os.utime(self.root / key / _MARKER)
+
+    def _try_lock(self, key: str) -> int | None:
+        """The key's build lock (its descriptor), or ``None`` if someone else holds it."""
+        path = self.root / f"{key}{_LOCK_SUFFIX}"
+        while True:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = os.fstat(descriptor)
+                current = os.stat(path)
+            except (BlockingIOError, FileNotFoundError) as exc:
+                os.close(descriptor)
+                if isinstance(exc, BlockingIOError):
+                    return None
+                continue
+            except BaseException:
+                os.close(descriptor)
+                raise
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                return descriptor
+            # prune unlinked the file we locked: that lock excludes no one, lock the new file.
+            os.close(descriptor)
+
     @contextlib.asynccontextmanager
     async def _locked(self, key: str, log: Log) -> AsyncIterator[None]:
         # flock, polled without blocking: waiting stays cancellable and costs no thread; the lock
         # goes with the file descriptor, also when this process dies mid-build.
-        descriptor = os.open(self.root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        waiting = False
+        while (descriptor := self._try_lock(key)) is None:
+            if not waiting:
+                log(f"Waiting for another build of environment {key[:12]}.")
+                waiting = True
+            await asyncio.sleep(self._lock_poll)
         try:
-            waiting = False
-            while True:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not waiting:
-                        log(f"Waiting for another build of environment {key[:12]}.")
-                        waiting = True
-                    await asyncio.sleep(self._lock_poll)
             yield
         finally:
             os.close(descriptor)
@@ -343,3 +500,29 @@ def _layer_lines() -> str:
     if not any(package_root.startswith(str(Path(d).resolve())) for d in directories):
         lines.append(package_root)
     return "\n".join(lines) + "\n"
+
+
+def _holds_server_environment(folder: Path) -> bool:
+    """Whether the server's own environment is ``folder`` or inside it (never deleted)."""
+    prefix = Path(sys.prefix).resolve()
+    resolved = folder.resolve()
+    return prefix == resolved or resolved in prefix.parents
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes in the files under ``path`` (symbolic links not followed)."""
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_size
+    return total
+
+
+def _human_size(size: int) -> str:
+    value, unit = float(size), "bytes"
+    for larger in ("KB", "MB", "GB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"

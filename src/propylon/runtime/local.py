@@ -5,7 +5,8 @@
 event loop. What it keeps in the data dir:
 
 ==============================  ==============================================================
-``envs/<hash>/``                 built environments, shared by deployments (``environments``)
+``envs/<hash>/``                 built environments, shared by deployments (``environments``);
+                                 deleted once unused for ``environment_retention`` seconds
 ``logs/deployments/<hash>/``     set-up and instance output for ``getLogs`` (``logs``)
 ``run/instances/<pid>.json``     running instances, so that a restarted server kills those a
                                  dead one left behind (``reaper``)
@@ -14,7 +15,13 @@ event loop. What it keeps in the data dir:
 Ready instances are published to the store (``publish``), where every gateway replica finds
 them. Instances get the variables listed in :mod:`propylon.runtime.launch`; with an
 ``identity_env`` callable, also what it returns for ``(spec, instance_id)`` at every start
-(``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``), so a restarted instance gets fresh values. Example::
+(``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``), so a restarted instance gets fresh values.
+
+Environments are cleaned up ``environment_gc_delay`` seconds after the first apply (time for a
+restarted server to re-apply its deployments), then every ``environment_gc_interval`` seconds:
+those that neither a deployment's spec nor a running instance uses and that were not used for
+``environment_retention`` seconds (0: never) are deleted. The pass marks those in use as used,
+so another server on the same data dir keeps them too. Example::
 
     backend = LocalBackend(settings.data_dir, ResourceStore(db), identity_env=identities.env_for)
     await backend.apply(spec)
@@ -26,6 +33,8 @@ them. Instances get the variables listed in :mod:`propylon.runtime.launch`; with
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,8 +46,8 @@ from propylon.runtime.base import (
     DeploymentStatus,
     InstanceAddress,
 )
-from propylon.runtime.environments import EnvironmentBuilder
-from propylon.runtime.instance import Instance, InstanceInfo
+from propylon.runtime.environments import EnvironmentBuilder, PrunedEnvironment
+from propylon.runtime.instance import Instance, InstanceInfo, InstanceState
 from propylon.runtime.launch import IdentityEnv, Launcher, LaunchPlan
 from propylon.runtime.logs import DeploymentLogs, LogStore
 from propylon.runtime.probes import InstanceProbe
@@ -49,6 +58,8 @@ from propylon.store import ResourceStore, canonical
 
 __all__ = ["LocalBackend"]
 
+log = logging.getLogger("propylon.runtime")
+
 
 class LocalBackend:
     """Deployments as supervised local processes.
@@ -56,7 +67,8 @@ class LocalBackend:
     ``drain_delay`` is how long a withdrawn instance keeps serving before SIGTERM (longer than
     the gateways' change-feed interval); ``stop_timeout`` how long it may drain before SIGKILL.
     ``pip_options`` are added to every environment build (``("--no-index", "--find-links",
-    "/wheels")`` for an offline mirror).
+    "/wheels")`` for an offline mirror). ``environment_retention`` is how long (seconds) an
+    environment no deployment uses is kept; 0 keeps every one.
     """
 
     name = "local"
@@ -73,6 +85,9 @@ class LocalBackend:
         pip_options: Sequence[str] = (),
         startup_poll: float = 0.1,
         scale_in_window: int = 5,
+        environment_retention: float = 7 * 86400.0,
+        environment_gc_delay: float = 300.0,
+        environment_gc_interval: float = 3600.0,
     ) -> None:
         self.data_dir = data_dir
         self.environments = EnvironmentBuilder(data_dir / "envs", pip_options=pip_options)
@@ -89,13 +104,21 @@ class LocalBackend:
         self._supervisors: dict[str, DeploymentSupervisor] = {}
         self._registry = ProcessRegistry(data_dir / "run" / "instances")
         self._reaped = False
+        self._retention = environment_retention
+        self._gc_delay = environment_gc_delay
+        self._gc_interval = environment_gc_interval
+        self._gc: asyncio.Task[None] | None = None
+        self._specs: dict[str, DeploymentSpec] = {}
+        self._spawned: set[Instance] = set()
 
     async def apply(self, spec: DeploymentSpec) -> None:
         """Create the deployment or roll it to ``spec``; returns once taken (then poll status)."""
         if not self._reaped:  # before the first instance of this server starts
             self._reaped = True
             await asyncio.to_thread(self._registry.reap)
+        self._start_environment_gc()
         key = canonical(spec.deployment_id)
+        self._specs[key] = spec  # its environment is in use from now on, built or not
         supervisor = self._supervisors.get(key)
         if supervisor is None:
             logs = self._logs.deployment(spec.deployment_id)
@@ -117,6 +140,7 @@ class LocalBackend:
 
     async def remove(self, deployment_id: str) -> None:
         """Withdraw, drain and stop every instance; forget the deployment and its logs."""
+        self._specs.pop(canonical(deployment_id), None)
         supervisor = self._supervisors.pop(canonical(deployment_id), None)
         if supervisor is not None:
             await supervisor.close(withdraw=True)
@@ -140,8 +164,28 @@ class LocalBackend:
         """Every instance of the serving and the upcoming generation, ready or not."""
         return self._supervisor(deployment_id).instances()
 
+    def environments_in_use(self) -> set[str]:
+        """Keys of the environments of every deployment's spec and of every running instance."""
+        self._forget_stopped()
+        environments = [spec.environment for spec in self._specs.values()]
+        keys = {self.environments.key(e) for e in environments if not e.is_server_environment}
+        # A replaced generation's instances run from the old environment until they have drained.
+        keys.update(i.plan.environment.key for i in self._spawned if i.plan.environment.key)
+        return keys
+
+    async def collect_environments(self) -> list[PrunedEnvironment]:
+        """Delete the environments unused for ``environment_retention`` seconds, now."""
+        if self._retention <= 0:
+            return []
+        in_use = self.environments_in_use()
+        return await asyncio.to_thread(self.environments.prune, in_use, self._retention)
+
     async def shutdown(self) -> None:
         """Stop everything (server shutdown): withdraw every set, drain, stop, close the client."""
+        if self._gc is not None:
+            self._gc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc
         supervisors = list(self._supervisors.values())
         self._supervisors.clear()
         await asyncio.gather(*(s.close(withdraw=True) for s in supervisors), return_exceptions=True)
@@ -153,9 +197,27 @@ class LocalBackend:
             raise NotFound(f"The deployment {deployment_id} is not running on this server.")
         return supervisor
 
+    def _start_environment_gc(self) -> None:
+        if self._retention > 0 and self._gc is None:
+            self._gc = asyncio.get_running_loop().create_task(
+                self._collect_environments_periodically(), name="environment clean-up"
+            )
+
+    async def _collect_environments_periodically(self) -> None:
+        await asyncio.sleep(self._gc_delay)
+        while True:
+            try:
+                await self.collect_environments()
+            except Exception:
+                log.exception("environment clean-up failed")
+            await asyncio.sleep(self._gc_interval)
+
+    def _forget_stopped(self) -> None:
+        self._spawned = {i for i in self._spawned if i.state is not InstanceState.STOPPED}
+
     def _spawner(self, logs: DeploymentLogs) -> Spawn:
         def spawn(instance_id: str, plan: LaunchPlan, on_change: Callable[[], None]) -> Instance:
-            return Instance(
+            instance = Instance(
                 instance_id,
                 plan,
                 probe=self._probe,
@@ -167,5 +229,8 @@ class LocalBackend:
                 stop_timeout=self._stop_timeout,
                 startup_poll=self._startup_poll,
             )
+            self._forget_stopped()
+            self._spawned.add(instance)
+            return instance
 
         return spawn

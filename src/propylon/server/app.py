@@ -79,6 +79,7 @@ def _install_runtime(ctx: ServerContext) -> None:
             ctx.settings.data_dir,
             ctx.resources,
             identity_env=ctx.services["identity_env"],
+            environment_retention=ctx.settings.environment_retention,
         )
     ctx.services["runtime"] = backend
     ctx.on_shutdown.append(backend.shutdown)
