@@ -31,11 +31,11 @@ from propylon.runtime.base import (
     ScaleSettings,
     instance_set_id,
 )
+from propylon.runtime.environment_specs import environment_key
 from propylon.runtime.environments import (
     EnvironmentBuilder,
     EnvironmentBuildFailed,
     PrunedEnvironment,
-    environment_key,
 )
 from propylon.runtime.instance import InstanceInfo, InstanceState
 from propylon.runtime.launch import IdentityEnv

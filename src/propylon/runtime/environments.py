@@ -24,10 +24,9 @@ for the server's environment rather than the base interpreter's): the environmen
   numpy under the server's scikit-learn, an old uvicorn) breaks the instance, and pip says so
   in the set-up log ("pip's dependency resolver does not currently take into account…").
 
-The normalised spec (the cache key) lower-cases and canonicalises package names, drops comments,
-blank lines, duplicates and insignificant spaces, sorts the lines (pip resolves requirements as a
-set), and keeps the Python version to ``major.minor``. The key also covers the local interpreter
-and the server's prefix, since an environment is only valid on top of the one it was built on.
+The cache key is :func:`~propylon.runtime.environment_specs.environment_key` of the spec, over
+the local interpreter and the server's prefix, since an environment is only valid on top of the
+one it was built on.
 
 **Clean-up.** A finished environment has a marker file, ``.propylon-environment.json``, whose
 modification time says when it was last used: written by the build, touched by every
@@ -52,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -64,19 +62,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from propylon.runtime.base import EnvironmentSpec
+from propylon.runtime.environment_specs import environment_key, normalise_environment, python_minor
 
 __all__ = [
     "Environment",
     "EnvironmentBuildFailed",
     "EnvironmentBuilder",
     "PrunedEnvironment",
-    "environment_key",
     "inherited_environment",
-    "normalise_environment",
-    "normalise_requirement",
 ]
 
 Log = Callable[[str], None]
@@ -88,9 +83,6 @@ _KEY = re.compile(r"^[0-9a-f]{64}$")
 _LOCK_SUFFIX = ".lock"
 _TRASH_PREFIX = ".pruning-"  # a folder being deleted: ``.pruning-<key>-<random>``
 _LAYER_PTH = "_propylon_server_environment.pth"
-_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(.*)$")
-_EXTRAS = re.compile(r"\[([^\]]*)\]")
-_VERSION = re.compile(r"(\d+(?:\.\d+)*)")
 
 # What an instance or a build inherits from the server's own environment: what a process needs to
 # run and reach the network as the operator configured it. Everything else (PROPYLON_* settings,
@@ -114,61 +106,6 @@ def inherited_environment(environ: Mapping[str, str] | None = None) -> dict[str,
         for name, value in source.items()
         if name in _INHERITED or name.startswith(_INHERITED_PREFIXES)
     }
-
-
-# -- the spec and its key ----------------------------------------------------------------------
-
-
-def _canonical_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def normalise_requirement(line: str) -> str | None:
-    """One requirement line in canonical form; ``None`` for blank lines and comments."""
-    text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
-    if not text:
-        return None
-    if text.startswith("-"):  # a pip option (--no-index, -f DIR, --extra-index-url URL)
-        return " ".join(text.split())
-    match = _NAME.match(text)
-    if match is None or "://" in match[1]:  # a path or URL on its own
-        return text
-    name, rest = match[1], match[2]
-    specifier, _, marker = rest.partition(";")
-    specifier = "".join(specifier.split())
-    specifier = _EXTRAS.sub(
-        lambda extras: (
-            "[" + ",".join(sorted(_canonical_name(e) for e in extras[1].split(",") if e)) + "]"
-        ),
-        specifier,
-    )
-    marker = " ".join(marker.split())
-    return _canonical_name(name) + specifier + (f"; {marker}" if marker else "")
-
-
-def _python_minor(version: str | None) -> str | None:
-    if not version:
-        return None
-    match = _VERSION.search(version)
-    if match is None:
-        return None
-    return ".".join(match[1].split(".")[:2])
-
-
-def normalise_environment(spec: EnvironmentSpec) -> dict[str, Any]:
-    """The parts of ``spec`` that decide what gets built, in canonical form."""
-    lines = {normalise_requirement(line) for line in spec.pip_requirements}
-    return {
-        "pip": sorted(line for line in lines if line is not None),
-        "python": _python_minor(spec.python_version),
-    }
-
-
-def environment_key(spec: EnvironmentSpec, *, base: str = "") -> str:
-    """SHA-256 of the normalised spec (and of ``base``, the interpreter it is built on)."""
-    document = {"spec": normalise_environment(spec), "base": base}
-    encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -244,7 +181,7 @@ class EnvironmentBuilder:
             return self.server_environment
         if spec.image:
             log(f"Image {spec.image!r} is not run (no container engine); building its conda file.")
-        wanted = _python_minor(spec.python_version)
+        wanted = python_minor(spec.python_version)
         if wanted is not None and wanted != self._version:
             log(
                 f"WARNING: the environment asks for Python {wanted}; it is built with the local "

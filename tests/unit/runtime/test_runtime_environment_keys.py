@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 
 from propylon.runtime import EnvironmentSpec, environment_key
-from propylon.runtime.environments import (
-    inherited_environment,
-    normalise_environment,
-    normalise_requirement,
-)
+from propylon.runtime.environment_specs import normalise_environment, normalise_requirement
+from propylon.runtime.environments import inherited_environment
 
 
 @pytest.mark.parametrize(
