@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 
 from propylon.errors import BadRequest, NotFound
 from propylon.identity.directory import DirectoryObject, ObjectKind
-from propylon.identity.graph import DirectoryCall
+from propylon.identity.graph_support import DirectoryCall
 from propylon.store import canonical
 
 __all__ = ["router"]
