@@ -597,7 +597,8 @@ def render(
 
 def record(report: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## gateway\n.*?(?=^## |\Z)", re.S | re.M)
+    # Up to the next section, or to the hand-written "Where the latency goes" (kept as it is).
+    pattern = re.compile(r"^## gateway\n.*?(?=^## |^### Where the latency goes|\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: report + "\n", text)
     else:

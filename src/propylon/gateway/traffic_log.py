@@ -36,7 +36,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -211,11 +211,19 @@ class TrafficLog:
 
 class _LineFormat:
     """:meth:`TrafficRecord.as_json` as one JSON line, ten times faster than ``json.dumps``
-    (the writer shares the gateway's CPU); equal to it, as a unit test checks."""
+    (the writer shares the gateway's CPU); equal to it, as a unit test checks.
+
+    The columns that repeat from request to request (what was called, how it ended, who called)
+    are rendered once per distinct value and kept: a few thousand at most.
+    """
 
     def __init__(self) -> None:
         self._second = -1
         self._stamp = ""
+        # One cache per group of columns, each keyed by the group's values.
+        self._called: dict[tuple[Any, ...], str] = {}
+        self._outcomes: dict[tuple[Any, ...], str] = {}
+        self._callers: dict[tuple[Any, ...], str] = {}
 
     def render(self, r: TrafficRecord) -> str:
         second = int(r.time)
@@ -223,27 +231,69 @@ class _LineFormat:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         micros = int((r.time - second) * 1_000_000)
+        called = (r.method, r.path, r.workspace, r.endpoint, r.deployment)
+        outcome = (r.response_code, r.response_reason, r.model_status_code, r.model_status_reason)
+        caller = (r.auth_type, r.identity, r.app_id, r.tenant_id)
         s = _string
         return (
             f'{{"TimeGenerated":"{self._stamp}.{micros:06d}+00:00","Protocol":"HTTP/1.1",'
-            f'"Method":{s(r.method)},"Path":{s(r.path)},"AzureMLWorkspaceName":{s(r.workspace)},'
-            f'"EndpointName":{s(r.endpoint)},"DeploymentName":{s(r.deployment)},'
-            f'"ResponseCode":{r.response_code},"ResponseCodeReason":{s(r.response_reason)},'
-            f'"ModelStatusCode":{_number(r.model_status_code)},'
-            f'"ModelStatusReason":{s(r.model_status_reason.decode("latin-1"))},'
+            f"{self._called.get(called) or _part(self._called, called, _called)}"
+            f"{self._outcomes.get(outcome) or _part(self._outcomes, outcome, _outcome)}"
             f'"RequestPayloadSize":{r.request_size},"ResponsePayloadSize":{r.response_size},'
             f'"UserAgent":{s(r.user_agent)},"XRequestId":{s(r.x_request_id)},'
             f'"XMSClientRequestId":{s(r.x_ms_client_request_id)},'
             f'"TotalDurationMs":{_ms(r.total_ms)},"RequestDurationMs":{_ms(r.request_ms)},'
             f'"ResponseDurationMs":{_ms(r.response_ms)},"RequestThrottlingDelayMs":{_ms(r.queue_ms)},'
-            f'"ResponseThrottlingDelayMs":0,"AuthType":{s(r.auth_type)},'
-            f'"IdentityData":{s(r.identity)},"AppId":{_optional(r.app_id)},'
-            f'"TenantId":{_optional(r.tenant_id)}}}'
+            f'"ResponseThrottlingDelayMs":0,'
+            f"{self._callers.get(caller) or _part(self._callers, caller, _caller)}"
         )
 
 
+_MAX_PARTS = 4096  # per group: paths of unknown endpoints (404) are the client's to choose
+
+
+def _part(
+    cache: dict[tuple[Any, ...], str], values: tuple[Any, ...], render: Callable[..., str]
+) -> str:
+    if len(cache) >= _MAX_PARTS:
+        cache.clear()
+    text = cache[values] = render(*values)
+    return text
+
+
+def _called(method: str, path: str, workspace: str, endpoint: str, deployment: str) -> str:
+    s = _string
+    return (
+        f'"Method":{s(method)},"Path":{s(path)},"AzureMLWorkspaceName":{s(workspace)},'
+        f'"EndpointName":{s(endpoint)},"DeploymentName":{s(deployment)},'
+    )
+
+
+def _outcome(code: int, reason: str, model_code: int | None, model_reason: bytes) -> str:
+    return (
+        f'"ResponseCode":{code},"ResponseCodeReason":{_string(reason)},'
+        f'"ModelStatusCode":{_number(model_code)},'
+        f'"ModelStatusReason":{_string(model_reason.decode("latin-1"))},'
+    )
+
+
+def _caller(auth_type: str, identity: str, app_id: str | None, tenant_id: str | None) -> str:
+    return (
+        f'"AuthType":{_string(auth_type)},"IdentityData":{_string(identity)},'
+        f'"AppId":{_optional(app_id)},"TenantId":{_optional(tenant_id)}}}'
+    )
+
+
 def _ms(value: float | None) -> str:
-    return "null" if value is None else repr(round(value, 3))
+    """``repr(round(value, 3))`` in half its time: both are the value's correctly rounded
+    3-decimal form (shortest round-trip repr keeps it for up to 15 significant digits)."""
+    if value is None:
+        return "null"
+    text = f"{value:.3f}"
+    if len(text) > 16:  # 1e12 ms and more: repr's own form, exponent included
+        return repr(round(value, 3))
+    text = text.rstrip("0")
+    return text + "0" if text[-1] == "." else text
 
 
 def _number(value: int | None) -> str:

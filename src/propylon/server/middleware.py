@@ -7,17 +7,24 @@ online-endpoint gateway do) and echoes ``x-ms-client-request-id`` when the clien
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from propylon.server.logs import request_id_var
 
-__all__ = ["RequestContextMiddleware"]
+__all__ = ["RequestContextMiddleware", "new_request_id"]
 
 log = logging.getLogger("propylon.access")
+
+
+def new_request_id() -> str:
+    """A random (version 4) GUID, as ``str(uuid.uuid4())`` but in less than half its time."""
+    h = os.urandom(16).hex()
+    # RFC 9562 §5.4: version nibble 4; variant bits 10, so the 17th digit is one of 8, 9, a, b.
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class RequestContextMiddleware:
@@ -35,12 +42,15 @@ class RequestContextMiddleware:
             f"Time to answer a request on the {plane} port.",
             registry=registry,
         )
+        # The labelled counters by (method, status): ``labels()`` costs a lock and three times
+        # the increment. Bounded by the methods and statuses the server answers with.
+        self._counters: dict[tuple[str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         client_request_id = None
         for name, value in scope["headers"]:
             if name == b"x-ms-client-request-id":
@@ -54,9 +64,12 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-ms-request-id", request_id.encode()))
-                headers.append((b"x-request-id", request_id.encode()))
+                request_id_bytes = request_id.encode()
+                headers = [
+                    *message.get("headers", ()),
+                    (b"x-ms-request-id", request_id_bytes),
+                    (b"x-request-id", request_id_bytes),
+                ]
                 if client_request_id is not None:
                     headers.append((b"x-ms-client-request-id", client_request_id))
                 message["headers"] = headers
@@ -66,7 +79,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_ids)
         finally:
             elapsed = time.perf_counter() - started
-            self.requests.labels(scope["method"], str(status)).inc()
+            self._counter(scope["method"], status).inc()
             self.latency.observe(elapsed)
             # The gateway writes a traffic-log record with every field this line would carry;
             # writing both costs more CPU than the gateway's own work.
@@ -82,3 +95,11 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+    def _counter(self, method: str, status: int) -> Counter:
+        counter = self._counters.get((method, status))
+        if counter is None:
+            counter = self.requests.labels(method, str(status))
+            if len(self._counters) < 1024:  # methods are the client's to choose
+                self._counters[method, status] = counter
+        return counter

@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from gateway_support import call, deployment, endpoint, make_gateway, serving
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -411,6 +412,41 @@ def test_traffic_log_lines_equal_the_documented_record(tmp_path: Path) -> None:
         total_ms=1.23456,
     )
     assert json.loads(_LineFormat().render(record)) == record.as_json()
+
+
+def test_traffic_log_lines_stay_equal_to_the_record_as_columns_repeat_and_change() -> None:
+    from propylon.gateway.traffic_log import TrafficRecord, _LineFormat
+
+    lines = _LineFormat()
+    records = [
+        TrafficRecord(time=1_790_000_000.5, method="POST", path="/endpoints/e1/score"),
+        TrafficRecord(time=1_790_000_000.5, method="POST", path="/endpoints/e2/score"),
+        TrafficRecord(
+            time=1_790_000_001.25,
+            method="POST",
+            path="/endpoints/e1/score",
+            response_code=424,
+            model_status_code=500,
+            model_status_reason=b"Internal Server Error",
+            auth_type="AADToken",
+            identity="oid-1",
+            app_id="app",
+            tenant_id="tid",
+        ),
+        TrafficRecord(time=1_790_000_001.25, method="GET", path="/endpoints/e1/score"),
+    ]
+    for record in [*records, *records]:
+        assert json.loads(lines.render(record)) == record.as_json()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0.0, -0.0, 0.0004, 0.0005, 0.0015, 2.675, 0.1 + 0.2, 1.23456, 999999999999.9996, 1e12, 1e16],
+)
+def test_traffic_log_durations_are_rendered_as_json_dumps_renders_them(value: float) -> None:
+    from propylon.gateway.traffic_log import _ms
+
+    assert _ms(value) == json.dumps(round(value, 3))
 
 
 def test_a_traffic_log_file_removed_by_an_operator_is_recreated(tmp_path: Path) -> None:
