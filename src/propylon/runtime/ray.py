@@ -405,12 +405,15 @@ class RayBackend:
         tracked.status = status
         if status.state is DeploymentState.SUCCEEDED:
             tracked.succeeded = True
-        if status.state != previous.state and self._logs is not None:
+        changed = status.state != previous.state or status.reason != previous.reason
+        if changed and self._logs is not None:
             setup = self._logs.deployment(tracked.spec.deployment_id).storage_initializer()
             if status.state is DeploymentState.FAILED:
                 _note(setup, f"ERROR: {status.reason}")
             elif status.state is DeploymentState.SUCCEEDED:
                 _note(setup, f"Ray Serve runs {status.ready} replica(s) of {tracked.app.name}.")
+            elif status.reason:  # still deploying: what Serve waits for, once per new message
+                _note(setup, f"Ray Serve: {status.reason}")
             setup.close()
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:

@@ -405,8 +405,12 @@ def observed_status(
         case "DELETING":
             return DeploymentStatus(DeploymentState.DELETING, desired=desired, ready=ready)
         case _:
+            # while deploying, Serve says what it waits for (e.g. replicas that cannot be
+            # scheduled: the CPUs they ask for and what the cluster has)
             state = DeploymentState.UPDATING if succeeded else DeploymentState.CREATING
-            return DeploymentStatus(state, desired=desired, ready=ready)
+            waiting = app.deployment_message or app.message
+            reason = failure_reason(waiting) if waiting.strip() else None
+            return DeploymentStatus(state, desired=desired, ready=ready, reason=reason)
 
 
 def desired_replicas(spec: DeploymentSpec, app: AppSnapshot | None) -> int:

@@ -73,6 +73,10 @@ class LocalRayHead:
         port = _free_port()
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
         environment["RAY_USAGE_STATS_ENABLED"] = "0"
+        # A head for one machine and its tests: no token authentication, whatever a local
+        # ray.init() elsewhere left in ~/.ray/auth_token (Ray 2.60 makes one and then enables
+        # token authentication on every later head, which drivers without the token cannot join).
+        environment.setdefault("RAY_AUTH_MODE", "disabled")
         output = (root / "ray-start.log").open("wb")
         command = [
             str(_ray_command()),

@@ -230,6 +230,20 @@ def test_deploying_is_creating_before_the_first_success_and_updating_after() -> 
     ).state is (DeploymentState.CREATING)
 
 
+def test_deploying_carries_what_serve_waits_for_as_the_reason() -> None:
+    waiting = (
+        "Deployment 'InferenceServer' in application 'a' has 1 replicas that have taken more "
+        'than 30s to be scheduled. Resources required for each replica: {"CPU": 4.0}, total '
+        'resources available: {"CPU": 2.0}.'
+    )
+    app = AppSnapshot("DEPLOYING", replicas={"PENDING_ALLOCATION": 1}, deployment_message=waiting)
+    status = observed_status(app, name="a", desired=1, succeeded=False)
+    assert status.state is DeploymentState.CREATING
+    assert status.reason == waiting
+    quiet = observed_status(AppSnapshot("DEPLOYING"), name="a", desired=1, succeeded=False)
+    assert quiet.reason is None
+
+
 def test_deploy_failure_carries_the_end_of_the_replicas_traceback() -> None:
     traceback = "\n".join(
         [
