@@ -31,7 +31,6 @@ children: granian serves from a worker process) per request, at 16 and at 1 conn
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -42,8 +41,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # run.py, beside this file
@@ -182,19 +179,8 @@ def start_gateway_on_shim(
     process = bench.start("gateway-shim", args, logs)
     processes.append(process)
     credentials = data / "bench-credentials.json"
-    deadline = time.monotonic() + 90
-    while not credentials.exists():
-        if process.process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"gateway on shim did not start:\n{process.log.read_text()[-3000:]}")
-        time.sleep(0.1)
     url = f"http://127.0.0.1:{port}"
-    while True:  # unknown endpoint: 404 once the port answers
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.post(f"{url}/endpoints/none/score", timeout=1.0).status_code == 404:
-                break
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gateway on shim is not answering; see {process.log}")
-        time.sleep(0.1)
+    bench.wait_for_gateway(process, credentials, url, "gateway on shim")
     credentials_json = json.loads(credentials.read_text())
     return bench.Gateway("shim", "", url, None, credentials_json, process.process.pid)
 

@@ -417,6 +417,23 @@ def start_instances(
     return urls
 
 
+def wait_for_gateway(process: Process, credentials: Path, url: str, what: str) -> None:
+    """Until ``serve.py`` has written its credentials and ``url`` answers (404 for an unknown
+    endpoint), within 90 s; exits with the process's log otherwise."""
+    deadline = time.monotonic() + 90
+    while not credentials.exists():
+        if process.process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start:\n{process.log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    while True:  # unknown endpoint: 404 once the port answers
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.post(f"{url}/endpoints/none/score", timeout=1.0).status_code == 404:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} is not answering; see {process.log}")
+        time.sleep(0.1)
+
+
 def start_gateway(
     variant: str,
     chosen: list[Model],
@@ -439,19 +456,8 @@ def start_gateway(
     process = start(f"gateway-{variant}", args, logs, env)
     processes.append(process)
     credentials = data / "bench-credentials.json"
-    deadline = time.monotonic() + 90
-    while not credentials.exists():
-        if process.process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"gateway {variant} did not start:\n{process.log.read_text()[-3000:]}")
-        time.sleep(0.1)
     url = f"http://127.0.0.1:{port}"
-    while True:  # unknown endpoint: 404 once the port answers
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.post(f"{url}/endpoints/none/score", timeout=1.0).status_code == 404:
-                break
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gateway {variant} is not answering; see {process.log}")
-        time.sleep(0.1)
+    wait_for_gateway(process, credentials, url, f"gateway {variant}")
     tls_url = f"https://127.0.0.1:{tls_port}" if tls_port else None
     return Gateway(
         variant, label, url, tls_url, json.loads(credentials.read_text()), process.process.pid
