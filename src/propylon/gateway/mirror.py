@@ -27,6 +27,7 @@ import logging
 from prometheus_client import CollectorRegistry, Counter
 
 from propylon.errors import PropylonError
+from propylon.gateway.errors import ConnectFailed
 from propylon.gateway.limits import Limiter
 from propylon.gateway.table import Deployment
 from propylon.gateway.upstream import Transport, UpstreamRequest
@@ -120,6 +121,9 @@ class Mirror:
                 async for _ in answer.chunks():
                     pass
             return str(answer.status)
+        except ConnectFailed as error:  # dead: live requests skip it too until the table drops it
+            self._limiter.set_aside(instance)
+            return error.code
         except PropylonError as error:
             return error.code
         finally:

@@ -173,3 +173,39 @@ def test_a_failure_on_the_second_instance_is_its_own_and_leaves_no_slot_held(
             assert set(map(tuple, paths)) <= {("i0", "i1"), ("i1",)}
 
     asyncio.run(scenario())
+
+
+def test_a_mirror_copy_refused_by_an_instance_sets_it_aside_for_live_requests_too(
+    tmp_path: Path,
+) -> None:
+    def where(instance: Instance) -> str:  # its key: "{deployment id}#{instance id}@{url}"
+        deployment_id = instance.key.split("#", 1)[0]
+        return f"{deployment_id.rsplit('/', 1)[1]}/{instance.instance_id}"
+
+    async def handler(instance: Instance, request: UpstreamRequest) -> UpstreamResponse:
+        if where(instance) == "shadow/i0":
+            raise ConnectFailed("Instance 'i0' is not accepting connections.")
+        return UpstreamResponse(200, [(b"content-type", b"application/json")], request.body)
+
+    async def scenario() -> None:
+        upstream = FakeTransport(handler)
+        blue = deployment("blue", instances=1)
+        shadow = deployment("shadow", instances=2, max_concurrent=4)
+        target = endpoint(deployments=[blue, shadow], traffic={"blue": 100}, mirror={"shadow": 100})
+        gw = make_gateway(target, transport=upstream, tmp_path=tmp_path)
+        async with serving(gw):
+            for _ in range(2):  # idle instances take turns: one of these copies goes to i0
+                answer = await call(gw, "POST", "/endpoints/e1/score", headers=KEY, body=b"{}")
+                assert answer.status == 200
+                await gw.mirror.idle()
+            assert "shadow/i0" in [where(instance) for instance, _ in upstream.sent]
+            assert len(gw.limiter.aside) == 1
+            targeted = {**KEY, "azureml-model-deployment": "shadow"}
+            for _ in range(4):  # live requests to the shadow now go to its other instance only
+                upstream.sent.clear()
+                answer = await call(gw, "POST", "/endpoints/e1/score", headers=targeted)
+                assert answer.status == 200
+                assert [where(instance) for instance, _ in upstream.sent] == ["shadow/i1"]
+            assert gw.limiter.outstanding == {}
+
+    asyncio.run(scenario())
