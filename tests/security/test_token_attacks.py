@@ -396,6 +396,10 @@ def scene(live: LivePlatform) -> Scene:
     forger = Forge(live, key, jwk, people["scorer"], people["owner"], people["unassigned"], group)
     admin_ml = live.token_for(live.admin, ML)
     live.wait_scoring("ep-aad", admin_ml)
+    # the role assignments above reach the gateway's policy through the change feed: wait for
+    # them, or the first test may run before they are in force
+    for name in ("scorer", "member"):
+        live.wait_scoring("ep-aad", live.token_for(people[name], ML))
     live.wait_scoring("ep-key", live.keys("ep-key")["primaryKey"])
     live.wait_scoring("ep-aml", live.aml_token("ep-aml"))
     return Scene(live, forger, people, group)
