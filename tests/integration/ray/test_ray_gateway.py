@@ -7,7 +7,9 @@ in which the Ray backend publishes the deployment's replicas.
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,20 +66,19 @@ async def test_gateway_scores_a_ray_deployment_with_its_key_and_routes_by_traffi
 
         url = f"{gateway.url}/endpoints/ray-endpoint/score"
         async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
-
-            async def scored() -> httpx.Response | None:
+            # The gateway follows the store through its change feed (within a second or so),
+            # and Serve's proxy routes to a new application a moment after it reports RUNNING.
+            seen: list[int] = []
+            deadline = time.monotonic() + 30
+            while True:
                 response = await client.post(
                     url, json=PAYLOAD, headers={"authorization": "Bearer primary-key"}
                 )
-                return response if response.status_code == 200 else None
-
-            # The gateway follows the store through its change feed (within a second or so).
-            response = None
-            for _ in range(100):
-                response = await scored()
-                if response is not None:
+                seen.append(response.status_code)
+                if response.status_code == 200 or time.monotonic() > deadline:
                     break
-            assert response is not None
+                await asyncio.sleep(0.1)
+            assert response.status_code == 200, f"statuses while waiting: {seen[-20:]}"
             assert response.headers["azureml-model-deployment"] == "blue"
             assert len(response.json()) == 2
             refused = await client.post(
