@@ -35,6 +35,7 @@ from propylon.server.context import ServerContext
 from propylon.server.logs import configure_logging
 from propylon.server.middleware import RequestContextMiddleware
 from propylon.server.observability import health_routes
+from propylon.server.run import uvicorn_config
 from propylon.server.tls import TlsFiles
 
 MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
@@ -99,9 +100,9 @@ def main() -> None:
 
 
 async def _serve(ctx: ServerContext, app: ASGIApp, args: argparse.Namespace) -> None:
-    servers = [_server(app, args.port)]
+    servers = [_server(app, args.port, ctx)]
     if args.tls_port is not None:
-        servers.append(_server(app, args.tls_port, ctx.tls))
+        servers.append(_server(app, args.tls_port, ctx, ctx.tls))
     feed = asyncio.create_task(ctx.feed.run())
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     for hook in ctx.on_startup:
@@ -110,23 +111,14 @@ async def _serve(ctx: ServerContext, app: ASGIApp, args: argparse.Namespace) -> 
     feed.cancel()
 
 
-def _server(app: ASGIApp, port: int, tls: TlsFiles | None = None) -> uvicorn.Server:
-    # The same settings as propylon.server.run.serve.
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_keep_alive=30,
-        ssl_certfile=str(tls.cert) if tls else None,
-        ssl_keyfile=str(tls.key) if tls else None,
+def _server(
+    app: ASGIApp, port: int, ctx: ServerContext, tls: TlsFiles | None = None
+) -> uvicorn.Server:
+    # As propylon.server.run.serve serves the gateway port (with the fast lane unless --bare).
+    gateway = ctx.services["gateway"]
+    return uvicorn.Server(
+        uvicorn_config(app, tls=tls, gateway=gateway, host="127.0.0.1", port=port)
     )
-    return uvicorn.Server(config)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,11 @@ _NOT_FORWARDED: Final = frozenset(
         b"azureml-model-deployment",
     }
 )
-_REASONS: Final = {200: "OK", 424: "Model error"}
+_NOT_PLAIN: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+REASONS: Final = {200: "OK", 424: "Model error"}
+# Set in ``scope["state"]`` by the fast lane when it chose (deployment, mirror) for a request it
+# then left to the app, so that the choice is not drawn twice (:mod:`propylon.gateway.fastlane`).
+CHOSEN: Final = "propylon.gateway.chosen"
 
 
 class Gateway:
@@ -206,8 +210,11 @@ class Gateway:
             await send_error(send, NotFound("No such path on the gateway."), None)
 
     def route(self, scope: Scope) -> Route | None:
-        """Which data-plane route a path is, or None for the fallback app."""
-        path: str = scope["path"]
+        """Which data-plane route a request is, or None for the fallback app."""
+        return self.route_of(scope["path"], scope["headers"])
+
+    def route_of(self, path: str, headers: Sequence[tuple[bytes, bytes]]) -> Route | None:
+        """Which data-plane route ``path`` (percent-decoded) is, or None for the fallback app."""
         if path.startswith("/endpoints/"):
             name, _, rest = path[11:].partition("/")
             known = _ENDPOINT_ROUTES.get(rest)
@@ -216,7 +223,7 @@ class Gateway:
             return _MODEL_ROUTES.get(path[8:], _UNKNOWN_PATH)
         known = _ENDPOINT_ROUTES.get(path[1:])
         if known is not None:
-            host_name = self._endpoint_from_host(scope["headers"])
+            host_name = self._endpoint_from_host(headers)
             if host_name is not None:
                 return known.of(host_name)
         return None
@@ -226,7 +233,7 @@ class Gateway:
     ) -> None:
         """One scoring request, from its headers to its traffic-log record."""
         started = time.perf_counter()
-        incoming = _Incoming(scope)
+        incoming = Incoming(scope["headers"])
         request_id = _request_id(scope)
         record = TrafficRecord(
             time=time.time(),
@@ -245,12 +252,16 @@ class Gateway:
             record.request_size = len(body)
             record.request_ms = (time.perf_counter() - started) * 1000
             endpoint = self._endpoint(route, body)
-            record.endpoint, record.workspace = endpoint.name, _last(endpoint.workspace_id)
+            record.endpoint, record.workspace = endpoint.name, last_segment(endpoint.workspace_id)
             record.auth_type = (route.mode or endpoint.auth_mode).value
-            identity = self._authenticate(scope, endpoint, incoming, route)
+            client = scope.get("client")
+            identity = self.authenticate(endpoint, incoming, route, client[0] if client else None)
             record.identity, record.app_id = identity.identity_data, identity.appid
             record.tenant_id = identity.tid
-            deployment, mirror = choose_deployment(endpoint, incoming.deployment, self.rand)
+            chosen = scope["state"].get(CHOSEN) if "state" in scope else None
+            deployment, mirror = chosen or choose_deployment(
+                endpoint, incoming.deployment, self.rand
+            )
             record.deployment = deployment.name
             admitted = time.perf_counter()
             instance = await self.limiter.acquire(deployment)
@@ -272,7 +283,7 @@ class Gateway:
             record.response_code, record.response_size = await relay(
                 send, receive, answer, deployment.name, passthrough=route.passthrough
             )
-            record.response_reason = _REASONS.get(record.response_code, "")
+            record.response_reason = REASONS.get(record.response_code, "")
         except PropylonError as error:
             record.response_code, record.response_reason = error.status, error.code
             await send_error(send, error, deployment)
@@ -287,7 +298,7 @@ class Gateway:
             if instance is not None and deployment is not None:
                 self.limiter.release(deployment, instance)
             if mirror is not None and forwarded is not None:  # after the live answer, always
-                self.mirror.submit(record.endpoint, mirror, _copy_for(forwarded, mirror))
+                self.mirror.submit(record.endpoint, mirror, copy_for(forwarded, mirror))
             record.total_ms = (time.perf_counter() - started) * 1000
             self.traffic.record(record)
 
@@ -318,20 +329,29 @@ class Gateway:
             self.limiter.release(deployment, refused)
             return instance, answer
 
-    def _authenticate(
-        self, scope: Scope, endpoint: Endpoint, incoming: _Incoming, route: Route
+    def authenticate(
+        self,
+        endpoint: Endpoint,
+        incoming: Incoming,
+        route: Route,
+        address: str | None,
+        *,
+        count_failure: bool = True,
     ) -> Identity:
-        """The credential check, behind the failed-authentication throttle (429)."""
-        client = scope.get("client")
-        address = client[0] if client else None
+        """The credential check, behind the failed-authentication throttle (429). The fast lane,
+        which leaves a failed request to the app, does not count the failure itself."""
         self.auth_failures.check(endpoint.name, address)
         try:
             return self.auth.check(
                 endpoint, incoming.authorization, incoming.api_key, mode=route.mode
             )
         except Unauthenticated:
-            self.auth_failures.record(endpoint.name, address)
+            if count_failure:
+                self.auth_failures.record(endpoint.name, address)
             raise
+
+    def endpoint(self, name: str) -> Endpoint | None:
+        return self.tables.current.endpoints.get(name.lower())
 
     def _endpoint(self, route: Route, body: bytes) -> Endpoint:
         name = route.endpoint if route.endpoint is not None else _model_of(body)
@@ -419,8 +439,12 @@ def create_gateway(
     return gateway
 
 
-class _Incoming:
-    """The request headers the gateway reads, found in one pass; the rest is forwarded."""
+class Incoming:
+    """The request headers the gateway reads, found in one pass; the rest is forwarded.
+
+    ``plain`` is False for a request the fast lane leaves to the ASGI app: a body in chunks, an
+    ``Expect``, an ``Upgrade``, or a client address given by a proxy (``X-Forwarded-For``, which
+    uvicorn applies to the ASGI scope only)."""
 
     __slots__ = (
         "api_key",
@@ -429,24 +453,28 @@ class _Incoming:
         "content_length",
         "deployment",
         "forward",
+        "plain",
         "user_agent",
     )
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
         self.authorization: bytes | None = None
         self.api_key: bytes | None = None
         self.deployment: str | None = None
         self.content_length: int | None = None
         self.user_agent = ""
         self.client_request_id = ""
+        self.plain = True
         forward: list[tuple[bytes, bytes]] = []
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name not in _NOT_FORWARDED:
                 forward.append((name, value))
                 if name == b"user-agent":
                     self.user_agent = value.decode("latin-1")
                 elif name == b"x-ms-client-request-id":
                     self.client_request_id = value.decode("latin-1")[:200]
+                elif name == b"x-forwarded-for":
+                    self.plain = False
             elif name == b"authorization":
                 self.authorization = value
             elif name == b"api-key":
@@ -455,6 +483,8 @@ class _Incoming:
                 self.content_length = int(value) if value.isdigit() else None
             elif name == b"azureml-model-deployment":
                 self.deployment = value.decode("latin-1").strip() or None
+            elif name in _NOT_PLAIN:
+                self.plain = False
         self.forward = forward
 
     def forward_headers(self, request_id: str, deployment: str) -> list[tuple[bytes, bytes]]:
@@ -465,7 +495,7 @@ class _Incoming:
         ]
 
 
-def _copy_for(request: UpstreamRequest, mirror: Deployment) -> UpstreamRequest:
+def copy_for(request: UpstreamRequest, mirror: Deployment) -> UpstreamRequest:
     headers = [(n, v) for n, v in request.headers if n != b"azureml-model-deployment"]
     headers.append((b"azureml-model-deployment", mirror.name.encode()))
     return UpstreamRequest(request.method, request.target, headers, request.body)
@@ -511,5 +541,5 @@ def _query(scope: Scope) -> bytes:
     return b"?" + query if query else b""
 
 
-def _last(resource_id: str) -> str:
+def last_segment(resource_id: str) -> str:
     return resource_id.rsplit("/", 1)[-1]

@@ -27,7 +27,7 @@ from propylon.errors import PropylonError
 from propylon.gateway.table import Deployment
 from propylon.gateway.upstream import UpstreamResponse
 
-__all__ = ["relay", "send_error"]
+__all__ = ["answer_head", "error_answer", "relay", "send_error"]
 
 # Answer headers not relayed: hop-by-hop, framing (recomputed), and those the server adds.
 _NOT_RELAYED: Final = frozenset(
@@ -52,17 +52,10 @@ _NOT_RELAYED: Final = frozenset(
 async def relay(
     send: Send, receive: Receive, answer: UpstreamResponse, deployment: str, *, passthrough: bool
 ) -> tuple[int, int]:
-    """Send the instance's answer to the client; (status sent, body bytes). A non-200 answer
-    becomes 424 with the model's status and reason in ``ms-azureml-model-error-*``, except on
-    ``passthrough`` routes (the swagger document)."""
-    headers = [(n, v) for n, v in answer.headers if n not in _NOT_RELAYED]
-    headers.append((b"azureml-model-deployment", deployment.encode()))
-    status = answer.status
-    if status != 200 and not passthrough:
-        reason = answer.reason or _phrase(status).encode()
-        headers.append((b"ms-azureml-model-error-statuscode", b"%d" % status))
-        headers.append((b"ms-azureml-model-error-reason", reason))
-        status = 424
+    """Send the instance's answer to the client; (status sent, body bytes)."""
+    status, headers = answer_head(
+        answer.status, answer.reason, answer.headers, deployment.encode(), passthrough=passthrough
+    )
     if answer.complete:
         body = answer.body()
         headers.append((b"content-length", b"%d" % len(body)))
@@ -91,7 +84,30 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def send_error(send: Send, error: PropylonError, deployment: Deployment | None) -> None:
+def answer_head(
+    status: int,
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    deployment: bytes,
+    *,
+    passthrough: bool,
+) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The status and headers the client gets for an instance's answer, framing aside. A
+    non-200 answer becomes 424 with the model's status and reason in
+    ``ms-azureml-model-error-*``, except on ``passthrough`` routes (the swagger document)."""
+    relayed = [(n, v) for n, v in headers if n not in _NOT_RELAYED]
+    relayed.append((b"azureml-model-deployment", deployment))
+    if status != 200 and not passthrough:
+        relayed.append((b"ms-azureml-model-error-statuscode", b"%d" % status))
+        relayed.append((b"ms-azureml-model-error-reason", reason or _phrase(status).encode()))
+        status = 424
+    return status, relayed
+
+
+def error_answer(
+    error: PropylonError, deployment: Deployment | None
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers (with the length) and ARM error body that answer ``error``."""
     body = json.dumps(error.body()).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -100,6 +116,11 @@ async def send_error(send: Send, error: PropylonError, deployment: Deployment | 
     ]
     if deployment is not None:
         headers.append((b"azureml-model-deployment", deployment.name.encode()))
+    return headers, body
+
+
+async def send_error(send: Send, error: PropylonError, deployment: Deployment | None) -> None:
+    headers, body = error_answer(error, deployment)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,7 +45,18 @@ import httptools
 from propylon.gateway.errors import BadGateway, ConnectFailed, RequestTimeout
 from propylon.gateway.table import Instance
 
-__all__ = ["PooledTransport", "Transport", "UpstreamRequest", "UpstreamResponse"]
+__all__ = [
+    "AnswerSink",
+    "IdleConnection",
+    "PooledTransport",
+    "StaleConnection",
+    "Transport",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "whole_answer",
+]
+
+log = logging.getLogger("propylon.gateway")
 
 _PAUSE_ABOVE = 1 << 20  # buffered bytes of a streamed answer before the instance is paused
 _MAX_IDLE = 256  # idle keep-alive connections kept per instance
@@ -165,6 +177,32 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+class AnswerSink(Protocol):
+    """Where a connection delivers the answer to the request it carries, as it is parsed.
+
+    The callback form of :meth:`PooledTransport.send`, for a caller that relays the answer from
+    the connection's own callbacks (:mod:`propylon.gateway.fastlane`): ``head`` once the status
+    line and headers are in, ``body`` per piece (chunked framing removed), ``flush`` after each
+    segment read from the instance, then ``done`` — or ``failed`` with :class:`StaleConnection`
+    (a reused connection had been closed by the instance, and no byte of an answer came: the
+    request may go again), :class:`RequestTimeout` or :class:`BadGateway`.
+    """
+
+    def head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def body(self, data: bytes) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def done(self) -> None: ...
+
+    def failed(self, error: BaseException) -> None: ...
+
+
+class StaleConnection(Exception):
+    """A pooled connection was found closed before any byte of the answer arrived."""
+
+
 class PooledTransport:
     """Keep-alive HTTP/1.1 over asyncio + httptools; see the module docstring."""
 
@@ -175,19 +213,27 @@ class PooledTransport:
     async def send(
         self, instance: Instance, request: UpstreamRequest, time_limit: float
     ) -> UpstreamResponse:
-        pool = self._pools.get(instance.key)
-        if pool is None:
-            pool = self._pools[instance.key] = _Pool(instance, self._max_idle)
+        pool = self._pool(instance)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
         if pool.idle:
             connection = pool.idle.pop()
             try:
                 return await connection.exchange(request, deadline, reused=True)
-            except _Stale:
+            except StaleConnection:
                 pass
         connection = await pool.connect(instance, deadline)
         return await connection.exchange(request, deadline, reused=False)
+
+    def idle(self, instance: Instance) -> IdleConnection | None:
+        """A pooled connection to ``instance`` that is ready for a request now, or None: the
+        synchronous start of an exchange, for :mod:`propylon.gateway.fastlane`."""
+        pool = self._pools.get(instance.key)
+        while pool is not None and pool.idle:
+            connection = pool.idle.pop()
+            if connection.ready:
+                return IdleConnection(connection)
+        return None
 
     def retain(self, instances: Iterable[str]) -> None:
         keep = set(instances)
@@ -199,9 +245,37 @@ class PooledTransport:
             pool.close()
         self._pools.clear()
 
+    def _pool(self, instance: Instance) -> _Pool:
+        pool = self._pools.get(instance.key)
+        if pool is None:
+            pool = self._pools[instance.key] = _Pool(instance, self._max_idle)
+        return pool
 
-class _Stale(Exception):
-    """A pooled connection was found closed before any byte of the answer arrived."""
+
+class IdleConnection:
+    """A connection taken from the pool, for one request sent with :meth:`start`."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    def start(self, request: UpstreamRequest, deadline: float, sink: AnswerSink) -> None:
+        """Write ``request``; the answer goes to ``sink`` (the connection returns to the pool
+        after it). ``deadline`` is the loop time by which the answer (for a long or open-ended
+        one: its head) must have come."""
+        self._connection.start(request, deadline, sink, reused=True)
+
+    def pause(self) -> None:
+        """Stop reading the answer (the client reads slower than the instance writes)."""
+        self._connection.pause()
+
+    def resume(self) -> None:
+        self._connection.resume()
+
+    def abort(self) -> None:
+        """Drop the connection mid-answer (the client went away)."""
+        self._connection.abort()
 
 
 class _Pool:
@@ -235,6 +309,24 @@ class _Pool:
             ) from None
         return connection
 
+    def encode(self, request: UpstreamRequest) -> bytes:
+        """``request`` as it goes on the wire: one buffer, so one write."""
+        parts = [
+            request.method,
+            b" ",
+            self.prefix,
+            request.target,
+            b" HTTP/1.1\r\nhost: ",
+            self.host,
+            b"\r\ncontent-length: ",
+            b"%d" % len(request.body),
+            b"\r\n",
+        ]
+        for name, value in request.headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"\r\n", request.body)
+        return b"".join(parts)
+
     def give_back(self, connection: _Connection) -> None:
         if self.closed or len(self.idle) >= self.max_idle:
             connection.close()
@@ -252,6 +344,46 @@ class _Pool:
         self.idle.clear()
 
 
+class _Awaited:
+    """The sink behind :meth:`PooledTransport.send`: an :class:`UpstreamResponse` and the future
+    that resolves with it (at the head of a long answer, else at its end)."""
+
+    __slots__ = ("future", "response")
+
+    def __init__(self, connection: _Connection, future: asyncio.Future[UpstreamResponse]) -> None:
+        self.future = future
+        self.response = UpstreamResponse()
+        self.response._peer = connection
+
+    def head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        response = self.response
+        response.status, response.reason, response.headers = status, reason, headers
+        # A short answer of known length is handed over whole (its body is usually in the same
+        # or the next segment: uvicorn writes head and body separately); a long or open-ended
+        # one (chunked, server-sent events) is handed over now and streamed.
+        if not whole_answer(headers) and not self.future.done():
+            self.future.set_result(response)
+
+    def body(self, data: bytes) -> None:
+        self.response._feed(data)
+
+    def flush(self) -> None:
+        return None
+
+    def done(self) -> None:
+        self.response._peer = None
+        self.response._finish()
+        if not self.future.done():
+            self.future.set_result(self.response)
+
+    def failed(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+        if not self.response.complete:
+            broken = error if type(error) is BadGateway else None
+            self.response._finish(broken or BadGateway("The instance broke off its answer."))
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; carries one exchange at a time (no pipelining)."""
 
@@ -259,49 +391,50 @@ class _Connection(asyncio.Protocol):
         self._pool = pool
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
-        self._response: UpstreamResponse | None = None
-        self._head: asyncio.Future[UpstreamResponse] | None = None
+        self._sink: AnswerSink | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
         self._reused = False
         self._answered = False  # a byte of the current answer has arrived
+
+    @property
+    def ready(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
 
     async def exchange(
         self, request: UpstreamRequest, deadline: float, *, reused: bool
     ) -> UpstreamResponse:
-        transport = self._transport
-        if transport is None or transport.is_closing():
+        if not self.ready:
             if reused:
-                raise _Stale
+                raise StaleConnection
             raise ConnectFailed("The instance closed the connection before the request was sent.")
-        loop = asyncio.get_running_loop()
-        response = UpstreamResponse()
-        response._peer = self
-        head: asyncio.Future[UpstreamResponse] = loop.create_future()
-        self._response, self._head, self._reused = response, head, reused
-        self._answered = False
-        parts = [
-            request.method,
-            b" ",
-            self._pool.prefix,
-            request.target,
-            b" HTTP/1.1\r\nhost: ",
-            self._pool.host,
-            b"\r\ncontent-length: ",
-            b"%d" % len(request.body),
-            b"\r\n",
-        ]
-        for name, value in request.headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts += (b"\r\n", request.body)
-        transport.write(b"".join(parts))
-        timer = loop.call_at(deadline, self._expire)
-        try:
-            return await head
-        finally:
-            timer.cancel()
+        head: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
+        self.start(request, deadline, _Awaited(self, head), reused=reused)
+        return await head
+
+    def start(
+        self, request: UpstreamRequest, deadline: float, sink: AnswerSink, *, reused: bool
+    ) -> None:
+        if self._transport is None or self._transport.is_closing():
+            # Closed by the instance since it was taken from the pool (the fast lane takes it
+            # when a request's head arrives and writes when its body is complete).
+            sink.failed(StaleConnection())
+            return
+        self._sink, self._reused, self._answered = sink, reused, False
+        self._reason, self._headers = b"", []
+        self._transport.write(self._pool.encode(request))
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._expire)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def abort(self) -> None:
+        self._sink = None
+        self._stop_timer()
+        if self._transport is not None:
+            self._transport.abort()
 
     def pause(self) -> None:
         if self._transport is not None:
@@ -312,17 +445,21 @@ class _Connection(asyncio.Protocol):
             self._transport.resume_reading()
 
     def _expire(self) -> None:
-        head = self._head
-        if head is not None and not head.done():
-            head.set_exception(RequestTimeout("The model did not answer within requestTimeout."))
-        self._end(None)
+        self._timer = None
+        self._fail(RequestTimeout("The model did not answer within requestTimeout."))
         if self._transport is not None:
             self._transport.abort()
 
-    def _end(self, error: BaseException | None) -> None:
-        response, self._response, self._head = self._response, None, None
-        if response is not None and not response.complete:
-            response._finish(error or BadGateway("The instance broke off its answer."))
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _fail(self, error: BaseException) -> None:
+        sink, self._sink = self._sink, None
+        self._stop_timer()
+        if sink is not None:
+            sink.failed(error)
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -331,74 +468,69 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._answered = True
+        sink = self._sink
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            log.exception("relaying an instance's answer failed")
+            self._fail(BadGateway("The gateway failed to relay the answer."))
+            if self._transport is not None:
+                self._transport.abort()
+            return
         except httptools.HttpParserError:
             self._fail(BadGateway("The instance's answer is not valid HTTP.", code="BadResponse"))
             if self._transport is not None:
                 self._transport.abort()
+            return
+        if sink is not None and sink is self._sink:
+            sink.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._pool.forget(self)
-        head = self._head
-        if head is not None and not head.done():
+        if self._sink is not None:
             stale = self._reused and not self._answered
             self._fail(
-                _Stale()
+                StaleConnection()
                 if stale
                 else BadGateway("The instance closed the connection.", code="InstanceUnreachable")
             )
-        else:
-            self._end(None)
-
-    def _fail(self, error: BaseException) -> None:
-        head = self._head
-        if head is not None and not head.done():
-            head.set_exception(error)
-        self._end(error if isinstance(error, BadGateway) else None)
 
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_status(self, reason: bytes) -> None:
-        if self._response is not None:
-            self._response.reason += reason
+        self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._response is not None:
-            self._response.headers.append((name.lower(), value))
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        response, head = self._response, self._head
-        if response is not None and head is not None:
-            response.status = self._parser.get_status_code()
-            # A short answer of known length is handed over whole (its body is usually in the
-            # same or the next segment: uvicorn writes head and body separately); a long or
-            # open-ended one (chunked, server-sent events) is handed over now and streamed.
-            if not _short(response.headers) and not head.done():
-                head.set_result(response)
+        sink = self._sink
+        if sink is not None:
+            headers = self._headers
+            if not whole_answer(headers):
+                self._stop_timer()  # the deadline is for the head of a long answer
+            sink.head(self._parser.get_status_code(), self._reason, headers)
 
     def on_body(self, body: bytes) -> None:
-        if self._response is not None:
-            self._response._feed(body)
+        if self._sink is not None:
+            self._sink.body(body)
 
     def on_message_complete(self) -> None:
-        response, head = self._response, self._head
-        self._response = self._head = None
-        if response is None:
+        sink, self._sink = self._sink, None
+        if sink is None:
             return
-        response._peer = None
-        response._finish()
-        if head is not None and not head.done():
-            head.set_result(response)
+        self._stop_timer()
         if self._parser.should_keep_alive() and self._transport is not None:
-            if response._paused:
-                self._transport.resume_reading()
+            self._transport.resume_reading()  # if a streamed answer had paused it
             self._pool.give_back(self)
         else:
             self.close()
+        sink.done()
 
 
-def _short(headers: list[tuple[bytes, bytes]]) -> bool:
+def whole_answer(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether an answer with these headers is read whole before it is relayed: a declared
+    length of at most 256 KiB. A longer or open-ended one is relayed as it arrives."""
     for name, value in headers:
         if name == b"content-length":
             return value.isdigit() and int(value) <= _WHOLE_UP_TO

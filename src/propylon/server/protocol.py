@@ -124,15 +124,27 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head = _IN_BODY
-        super().on_headers_complete()
+        self.request_head_complete()
 
     def on_body(self, body: bytes) -> None:
         self._body_seen = True
-        super().on_body(body)
+        self.request_body(body)
 
     def on_message_complete(self) -> None:
         self._head = 0
         self._bodiless = 0
+        self.request_complete()
+
+    # What a request's parts do once counted (uvicorn: start, feed and end the app's cycle);
+    # the gateway port's protocol takes some requests itself (propylon.server.gateway_protocol).
+
+    def request_head_complete(self) -> None:
+        super().on_headers_complete()
+
+    def request_body(self, body: bytes) -> None:
+        super().on_body(body)
+
+    def request_complete(self) -> None:
         super().on_message_complete()
 
     def _refuse_trailers(self) -> None:

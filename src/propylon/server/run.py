@@ -13,16 +13,22 @@ import logging
 import signal
 import socket
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from propylon.config import Settings
 from propylon.errors import ConfigurationError
+from propylon.gateway import Gateway
 from propylon.server.app import build_context, create_control_app, create_gateway_app
 from propylon.server.context import ServerContext
+from propylon.server.gateway_protocol import gateway_protocol
+from propylon.server.middleware import RequestContextMiddleware
 from propylon.server.protocol import BoundedHeadProtocol
+from propylon.server.tls import TlsFiles
 
-__all__ = ["serve"]
+__all__ = ["serve", "uvicorn_config"]
 
 log = logging.getLogger("propylon.server")
 
@@ -95,6 +101,33 @@ class Supervisor:
         log.info("stopped")
 
 
+def uvicorn_config(
+    app: ASGIApp, *, tls: TlsFiles | None, gateway: Gateway | None = None, **options: Any
+) -> uvicorn.Config:
+    """How a port is served: uvloop, the httptools protocol with a bound on the request head
+    (431) — for the gateway port (``gateway`` given, ``app`` its middleware) with the fast lane
+    (:mod:`propylon.server.gateway_protocol`) —, no lifespan, uvicorn's own logging off (the
+    middleware logs), TLS when configured. ``options`` add to or replace these (``host`` and
+    ``port`` when not serving a bound socket)."""
+    protocol: type[Any] = BoundedHeadProtocol
+    if gateway is not None and isinstance(app, RequestContextMiddleware):
+        protocol = gateway_protocol(gateway, app)
+    settings: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": protocol,
+        "lifespan": "off",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": _GRACE_SECONDS,
+        "timeout_keep_alive": 30,
+        "ssl_certfile": str(tls.cert) if tls else None,
+        "ssl_keyfile": str(tls.key) if tls else None,
+    }
+    settings.update(options)
+    return uvicorn.Config(app, **settings)
+
+
 def serve(settings: Settings) -> None:
     """Start a server as configured; returns after a clean shutdown."""
     sockets: list[socket.socket] = []
@@ -104,26 +137,14 @@ def serve(settings: Settings) -> None:
         sockets.append(bind(settings.host, settings.gateway_port, "gateway"))
     ctx = build_context(settings)
     servers: list[tuple[_Server, socket.socket]] = []
-    apps = []
+    ports = iter(sockets)
     if settings.role.serves_control:
-        apps.append(create_control_app(ctx))
+        config = uvicorn_config(create_control_app(ctx), tls=ctx.tls)
+        servers.append((_Server(config), next(ports)))
     if settings.role.serves_gateway:
-        apps.append(create_gateway_app(ctx))
-    for app, sock in zip(apps, sockets, strict=True):
-        config = uvicorn.Config(
-            app,
-            loop="uvloop",
-            http=BoundedHeadProtocol,  # httptools, with a bound on the request head (431)
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=_GRACE_SECONDS,
-            timeout_keep_alive=30,
-            ssl_certfile=str(ctx.tls.cert) if ctx.tls else None,
-            ssl_keyfile=str(ctx.tls.key) if ctx.tls else None,
-        )
-        servers.append((_Server(config), sock))
+        app = create_gateway_app(ctx)
+        config = uvicorn_config(app, tls=ctx.tls, gateway=ctx.services["gateway"])
+        servers.append((_Server(config), next(ports)))
     log.info(
         "serving",
         extra={

@@ -25,6 +25,7 @@ from propylon.config import Settings
 from propylon.gateway.testing import LocalAccess, StoreSeeder
 from propylon.server.app import build_context, create_gateway_app
 from propylon.server.context import ServerContext
+from propylon.server.run import uvicorn_config
 from propylon.testing import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -114,16 +115,9 @@ class InProcessGateway:
         ctx.services["access"] = access
         gateway = cls(ctx, access)
         app = create_gateway_app(ctx)
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=gateway.port,
-            loop="asyncio",
-            http="httptools",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
+        # As `propylon server` serves its gateway port: the same protocol (fast lane) and settings.
+        config = uvicorn_config(
+            app, tls=None, gateway=ctx.services["gateway"], host="127.0.0.1", port=gateway.port
         )
         gateway._server = uvicorn.Server(config)
         gateway._thread = threading.Thread(target=gateway._run, name="gateway", daemon=True)
