@@ -399,12 +399,17 @@ def launch(
 def start_instances(
     chosen: list[Model], logs: Path, processes: list[Process], concurrency: int
 ) -> dict[str, str]:
-    """``python -m propylon.inference`` per model, as the runtime starts an instance."""
+    """``python -m propylon.inference`` per model, as the runtime starts an instance: on a
+    loopback port (what ``direct`` calls) and a private Unix socket (the gateway's way in,
+    ``propylon.runtime.sockets``)."""
     urls: dict[str, str] = {}
     started: list[tuple[Process, str]] = []
     for model in chosen:
         port = free_port()
+        sockets = logs.parent / "sockets"
+        sockets.mkdir(mode=0o700, exist_ok=True)
         args = ["-m", "propylon.inference", "--port", str(port), "--app-root", str(model.app_root)]
+        args += ["--unix-socket", str(sockets / f"{model.name}.sock")]
         args += ["--entry-script", model.entry_script, "--worker-count", str(concurrency)]
         if model.model_dir is not None:
             args += ["--model-dir", str(model.model_dir)]
@@ -452,7 +457,8 @@ def start_gateway(
     args += ["--max-concurrent", str(concurrency), *extra]
     if tls_port is not None:
         args += ["--tls-port", str(tls_port)]
-    args += [f"--model={m.name}={instances[m.name]}" for m in chosen]
+    sockets = logs.parent / "sockets"
+    args += [f"--model={m.name}={instances[m.name]},{sockets / m.name}.sock" for m in chosen]
     process = start(f"gateway-{variant}", args, logs, env)
     processes.append(process)
     credentials = data / "bench-credentials.json"

@@ -8,15 +8,25 @@ import time. Example::
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import socket
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
 from propylon.errors import ConfigurationError
 
-__all__ = ["Role", "Settings", "parse_duration"]
+__all__ = ["Role", "Settings", "node_name", "parse_duration"]
+
+
+@functools.cache
+def node_name() -> str:
+    """This machine's name. An instance set records it next to an instance's Unix socket, which
+    only a gateway on the same machine can reach."""
+    return socket.gethostname()
+
 
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?)\s*([smhd]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

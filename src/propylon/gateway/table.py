@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from propylon.config import node_name
 from propylon.store import ResourceStore, Vault, canonical
 
 __all__ = [
@@ -290,7 +291,7 @@ class TableLoader:
         instances = tuple(
             instance
             for item in published
-            if (instance := _instance(deployment_id, item, configured)) is not None
+            if (instance := instance_entry(deployment_id, item, configured)) is not None
         )
         return Deployment(id=deployment_id, name=row.name, limits=limits, instances=instances)
 
@@ -301,17 +302,21 @@ def _uid(props: Mapping[str, Any]) -> str | None:
     return uid if isinstance(uid, str) and uid else None
 
 
-def _instance(deployment_id: str, item: Any, configured: Any) -> Instance | None:
-    """An entry of an instance set (``{"instance_id", "url" or "uds", "max_concurrent"}``)."""
+def instance_entry(deployment_id: str, item: Any, configured: Any) -> Instance | None:
+    """An entry of an instance set (``{"instance_id", "url" and/or "uds", "max_concurrent"}``,
+    and ``node``, the machine whose Unix socket ``uds`` is: it is used only on that machine)."""
     try:
-        address = item.get("uds") or item.get("url")
-        if not item.get("instance_id") or not address:
+        url, uds, node = item.get("url"), item.get("uds"), item.get("node")
+        if uds and node and node != node_name():
+            uds = None
+        if not item.get("instance_id") or not (url or uds):
             raise ValueError("no instance_id or address")
         return Instance(
-            key=f"{deployment_id}#{item['instance_id']}@{address}",
+            # A restarted local instance keeps its socket and gets a new port: a new key.
+            key=f"{deployment_id}#{item['instance_id']}@{url or uds}",
             instance_id=str(item["instance_id"]),
-            url=str(item.get("url") or ""),
-            uds=item.get("uds") or None,
+            url=str(url or ""),
+            uds=uds or None,
             max_concurrent=max(1, int(configured or item.get("max_concurrent") or 1)),
         )
     except (AttributeError, TypeError, ValueError):

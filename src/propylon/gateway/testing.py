@@ -28,6 +28,7 @@ from typing import Any
 
 from propylon.authz import BUILTIN_ROLES_BY_NAME, CachedAuthorizer, Policy, RoleAssignment
 from propylon.authz.scopes import is_within
+from propylon.config import node_name
 from propylon.errors import Forbidden, Unauthenticated
 from propylon.gateway.errors import RequestTimeout
 from propylon.gateway.table import Instance, endpoint_key_name
@@ -302,7 +303,7 @@ class StoreSeeder:
         endpoint: str,
         name: str,
         *,
-        instances: Iterable[str] = (),
+        instances: Iterable[str | tuple[str, str]] = (),
         max_concurrent: int = 1,
         request_timeout: str = "PT5S",
         max_queue_wait: str = "PT0.5S",
@@ -327,16 +328,27 @@ class StoreSeeder:
         return deployment_id
 
     def instances(
-        self, endpoint: str, deployment: str, urls: Iterable[str], *, max_concurrent: int = 1
+        self,
+        endpoint: str,
+        deployment: str,
+        urls: Iterable[str | tuple[str, str]],
+        *,
+        max_concurrent: int = 1,
     ) -> None:
+        """An instance set of ``urls``: a URL, or (URL, Unix socket on this machine)."""
         deployment_id = f"{self.endpoint_id(endpoint)}/deployments/{deployment}"
-        body = {
-            "instances": [
-                {"instance_id": f"{deployment}-{n}", "url": url, "max_concurrent": max_concurrent}
-                for n, url in enumerate(urls)
-            ],
-            "generation": 1,
-        }
+        entries: list[dict[str, Any]] = []
+        for n, address in enumerate(urls):
+            url, uds = address if isinstance(address, tuple) else (address, None)
+            entry = {
+                "instance_id": f"{deployment}-{n}",
+                "url": url,
+                "max_concurrent": max_concurrent,
+            }
+            if uds is not None:
+                entry.update(uds=uds, node=node_name())
+            entries.append(entry)
+        body = {"instances": entries, "generation": 1}
         self.resources.put(
             ResourceWrite(
                 f"{deployment_id}/instanceSets/current",

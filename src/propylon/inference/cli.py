@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5001, help="TCP port (default 5001, as Azure)")
     parser.add_argument("--uds", help="listen on this Unix domain socket instead of host:port")
+    parser.add_argument(
+        "--unix-socket",
+        help="also listen on this Unix domain socket, besides host:port (the gateway's way in)",
+    )
     parser.add_argument("--app-root", type=Path, help="code directory (AML_APP_ROOT)")
     parser.add_argument("--entry-script", help="scoring script, relative to the app root")
     parser.add_argument("--model-dir", type=Path, help="model directory (AZUREML_MODEL_DIR)")
@@ -77,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         uds=args.uds,
+        unix_socket=args.unix_socket,
         timeout_keep_alive=args.timeout_keep_alive,
         timeout_graceful_shutdown=args.graceful_timeout,
     )

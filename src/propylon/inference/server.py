@@ -20,6 +20,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Generator
 
@@ -60,10 +61,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 5001,
     uds: str | None = None,
+    unix_socket: str | None = None,
     timeout_keep_alive: int = 65,
     timeout_graceful_shutdown: int = 30,
 ) -> int:
-    """Serve until stopped; the process exit status (0, 3 or 4, see above)."""
+    """Serve until stopped; the process exit status (0, 3 or 4, see above). ``uds`` listens on a
+    Unix socket instead of ``host:port``, ``unix_socket`` on one besides it (mode 0600, removed
+    on exit)."""
     exit_code = 0
 
     def on_failure(error: ScriptError) -> None:
@@ -92,11 +96,22 @@ def serve(
         timeout_graceful_shutdown=timeout_graceful_shutdown,
     )
     server = _Server(config)
+    sockets = None
+    if unix_socket is not None:
+        try:
+            sockets = [_tcp_socket(host, port), _unix_socket(unix_socket)]
+        except OSError as exc:
+            logger.error("Cannot listen: %s", exc)
+            return EXIT_CANNOT_LISTEN
     try:
-        server.run()
+        server.run(sockets=sockets)
     except SystemExit:
         # uvicorn's way out when it cannot bind (it has logged why), even while init() runs.
         exit_code = EXIT_CANNOT_LISTEN
+    finally:
+        if unix_socket is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(unix_socket)
     stuck = app.runner.running
     if stuck:
         # Pool threads are not daemons: returning would make the interpreter wait for them.
@@ -104,3 +119,31 @@ def serve(
         logging.shutdown()
         os._exit(exit_code)
     return exit_code
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _unix_socket(path: str) -> socket.socket:
+    """A socket at ``path`` (a leftover of an earlier run is replaced) that only this user may
+    connect to."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -131,12 +131,14 @@ class DeploymentStatus:
 
 @dataclass(frozen=True)
 class InstanceAddress:
-    """Where the gateway sends a request: ``http://127.0.0.1:PORT`` or a Unix socket path."""
+    """Where the gateway sends a request: ``http://127.0.0.1:PORT``, or the Unix socket ``uds``
+    when the gateway runs on ``node`` (see :mod:`propylon.runtime.sockets`)."""
 
     instance_id: str
     url: str
     uds: str | None = None
     max_concurrent: int = 1
+    node: str | None = None
 
 
 def instance_set_id(deployment_id: str) -> str:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from propylon.config import node_name
 from propylon.runtime.backoff import RestartPolicy
 from propylon.runtime.base import InstanceAddress
 from propylon.runtime.launch import IdentityEnv, LaunchPlan
@@ -110,8 +111,10 @@ class Instance:
         registry: ProcessRegistry | None = None,
         stop_timeout: float = 30.0,
         startup_poll: float = 0.1,
+        unix_socket: str | None = None,
     ) -> None:
         self.instance_id = instance_id
+        self.unix_socket = unix_socket  # also listened on, for a gateway on this machine
         self.plan = plan
         self.state = InstanceState.STARTING
         self.ready = False
@@ -151,7 +154,9 @@ class Instance:
         return InstanceAddress(
             self.instance_id,
             self.url,
+            uds=self.unix_socket,
             max_concurrent=self.plan.spec.requests.max_concurrent_requests_per_instance,
+            node=node_name() if self.unix_socket is not None else None,
         )
 
     @property
@@ -233,7 +238,9 @@ class Instance:
         self._set(state=InstanceState.STARTING, ready=False)
         try:
             process = await asyncio.create_subprocess_exec(
-                *self.plan.argv(port, graceful_timeout=self._stop_timeout),
+                *self.plan.argv(
+                    port, graceful_timeout=self._stop_timeout, unix_socket=self.unix_socket
+                ),
                 cwd=self.plan.cwd,
                 env=variables,
                 stdin=asyncio.subprocess.DEVNULL,

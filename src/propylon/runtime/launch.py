@@ -20,7 +20,8 @@ per instance, at every start   what ``identity_env(spec, instance_id)`` returns
 
 Secrets travel only in variables, never on the command line, which every local user can read.
 The command is ``python -m propylon.inference --host 127.0.0.1 --port PORT --graceful-timeout S``
-in the code directory. Example::
+(and ``--unix-socket PATH``, the gateway's way in, see :mod:`propylon.runtime.sockets`) in the
+code directory. Example::
 
     plan = await launcher.prepare(spec)
     plan.argv(port=40123)
@@ -60,8 +61,10 @@ class LaunchPlan:
     variables: Mapping[str, str]
     cwd: Path
 
-    def argv(self, port: int, *, graceful_timeout: float = 30.0) -> list[str]:
-        return [
+    def argv(
+        self, port: int, *, graceful_timeout: float = 30.0, unix_socket: str | None = None
+    ) -> list[str]:
+        argv = [
             str(self.environment.python),
             "-m",
             "propylon.inference",
@@ -72,6 +75,9 @@ class LaunchPlan:
             "--graceful-timeout",
             str(max(1, math.ceil(graceful_timeout))),
         ]
+        if unix_socket is not None:
+            argv += ["--unix-socket", unix_socket]
+        return argv
 
 
 def instance_variables(

@@ -53,6 +53,7 @@ from propylon.runtime.logs import DeploymentLogs, LogStore
 from propylon.runtime.probes import InstanceProbe
 from propylon.runtime.publish import InstanceSetPublisher
 from propylon.runtime.reaper import ProcessRegistry
+from propylon.runtime.sockets import SocketDirectory
 from propylon.runtime.supervisor import DeploymentSupervisor, Spawn
 from propylon.store import ResourceStore, canonical
 
@@ -103,6 +104,7 @@ class LocalBackend:
         self._scale_in_window = scale_in_window
         self._supervisors: dict[str, DeploymentSupervisor] = {}
         self._registry = ProcessRegistry(data_dir / "run" / "instances")
+        self._sockets = SocketDirectory(data_dir)
         self._reaped = False
         self._retention = environment_retention
         self._gc_delay = environment_gc_delay
@@ -228,6 +230,7 @@ class LocalBackend:
                 registry=self._registry,
                 stop_timeout=self._stop_timeout,
                 startup_poll=self._startup_poll,
+                unix_socket=self._sockets.path(plan.spec.deployment_id, instance_id),
             )
             self._forget_stopped()
             self._spawned.add(instance)

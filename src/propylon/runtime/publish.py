@@ -40,6 +40,8 @@ def instance_set_body(generation: int, instances: Sequence[InstanceAddress]) -> 
         }
         if address.uds is not None:
             entry["uds"] = address.uds
+            if address.node is not None:
+                entry["node"] = address.node
         entries.append(entry)
     return {"instances": entries, "generation": generation}
 
