@@ -35,7 +35,7 @@ from propylon.server.context import ServerContext
 from propylon.server.logs import configure_logging
 from propylon.server.middleware import RequestContextMiddleware
 from propylon.server.observability import health_routes
-from propylon.server.run import uvicorn_config
+from propylon.server.run import freeze_startup_heap, uvicorn_config
 from propylon.server.tls import TlsFiles
 
 MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
@@ -47,7 +47,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tls-port", type=int)
-    parser.add_argument("--model", action="append", default=[], help="name=url of an instance")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="name=url of an instance, or name=url,socket for one also on a Unix socket",
+    )
     parser.add_argument("--max-concurrent", type=int, default=16)
     parser.add_argument("--bare", action="store_true")
     parser.add_argument("--transport", choices=["pooled", "aiohttp"], default="pooled")
@@ -61,7 +66,9 @@ def main() -> None:
     seed = StoreSeeder(ctx.resources, ctx.vault, ctx.tenancy.workspace_id)
     credentials: dict[str, dict[str, str]] = {}
     for spec in args.model:
-        model, url = spec.split("=", 1)
+        model, address = spec.split("=", 1)
+        url, _, socket = address.partition(",")
+        instance = (url, socket) if socket else url
         for mode, arm_mode in MODES.items():
             name = f"{model}-{mode.replace('_', '')}"
             endpoint_id = seed.endpoint(
@@ -70,7 +77,7 @@ def main() -> None:
                 traffic={"blue": 100},
                 keys=("bench-primary-" + name, "bench-secondary-" + name),
             )
-            seed.deployment(name, "blue", instances=[url], max_concurrent=args.max_concurrent)
+            seed.deployment(name, "blue", instances=[instance], max_concurrent=args.max_concurrent)
             if mode == "key":
                 secret = "bench-primary-" + name
             elif mode == "aml_token":
@@ -107,6 +114,7 @@ async def _serve(ctx: ServerContext, app: ASGIApp, args: argparse.Namespace) -> 
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     for hook in ctx.on_startup:
         await hook()
+    freeze_startup_heap()  # as propylon.server.run does
     await asyncio.gather(*tasks)
     feed.cancel()
 

@@ -56,6 +56,7 @@ from propylon.gateway.app import (
     copy_for,
     last_segment,
 )
+from propylon.gateway.auth import Identity
 from propylon.gateway.errors import BadGateway
 from propylon.gateway.responses import answer_head, error_answer
 from propylon.gateway.routing import choose_deployment
@@ -66,7 +67,6 @@ from propylon.gateway.upstream import (
     PooledTransport,
     StaleConnection,
     UpstreamRequest,
-    whole_answer,
 )
 
 __all__ = ["Downstream", "Exchange", "FastLane"]
@@ -168,24 +168,9 @@ class FastLane:
             state[CHOSEN] = (deployment, mirror)
             return None
         self.taken += 1
-        record = TrafficRecord(
-            time=time.time(),
-            method=route.method,
-            path=path,
-            endpoint=endpoint.name,
-            workspace=last_segment(endpoint.workspace_id),
-            deployment=deployment.name,
-            user_agent=incoming.user_agent,
-            x_request_id=self.request_id(),
-            x_ms_client_request_id=incoming.client_request_id,
-            auth_type=(route.mode or endpoint.auth_mode).value,
-            identity=identity.identity_data,
-            app_id=identity.appid,
-            tenant_id=identity.tid,
-        )
         return Exchange(
             self, down, route, endpoint, deployment, mirror, instance, upstream, incoming,
-            record, query, keep_alive=keep_alive,
+            identity, path, query, keep_alive=keep_alive,
         )  # fmt: skip
 
 
@@ -204,20 +189,24 @@ class Exchange:
         "_down",
         "_endpoint",
         "_forwarded",
+        "_identity",
         "_incoming",
         "_instance",
         "_lane",
         "_mirror",
+        "_path",
         "_pending",
         "_query",
         "_route",
         "_started",
         "_status",
         "_streaming",
+        "_time",
         "_upstream",
         "disconnected",
         "keep_alive",
         "record",
+        "request_id",
         "response_complete",
     )
 
@@ -234,12 +223,17 @@ class Exchange:
         instance: Instance,
         upstream: IdleConnection,
         incoming: Incoming,
-        record: TrafficRecord,
+        identity: Identity,
+        path: str,
         query: bytes,
         *,
         keep_alive: bool,
     ) -> None:
         self._started = time.perf_counter()
+        self._time = time.time()
+        self.request_id = lane.request_id()
+        self._identity = identity
+        self._path = path
         self._lane = lane
         self._down = down
         self._route = route
@@ -256,7 +250,7 @@ class Exchange:
         self._status = 0
         self._chunked = False
         self._streaming = False
-        self.record = record
+        self.record: TrafficRecord | None = None  # made while the instance works (send)
         self.keep_alive = keep_alive
         self.disconnected = False
         self.response_complete = False
@@ -264,6 +258,10 @@ class Exchange:
     @property
     def chosen(self) -> tuple[Deployment, Deployment | None]:
         return self._deployment, self._mirror
+
+    @property
+    def method(self) -> str:
+        return self._route.method
 
     def request_body(self) -> bytes:
         """The request body read so far (all of it once :meth:`send` was called)."""
@@ -275,21 +273,40 @@ class Exchange:
         self._body.append(data)
 
     def send(self) -> None:
-        """The request is complete: forward it."""
+        """The request is complete: forward it, then fill in its traffic-log record while the
+        instance works on it."""
         body = b"".join(self._body)
         self._body = []
-        record = self.record
-        record.request_size = len(body)
-        record.request_ms = (time.perf_counter() - self._started) * 1000
-        route, deployment = self._route, self._deployment
+        request_ms = (time.perf_counter() - self._started) * 1000
+        route, deployment, incoming = self._route, self._deployment, self._incoming
         self._forwarded = request = UpstreamRequest(
             route.method.encode(),
             route.target + b"?" + self._query if self._query else route.target,
-            self._incoming.forward_headers(record.x_request_id, deployment.name),
+            incoming.forward_headers(self.request_id, deployment.name),
             body,
         )
         deadline = asyncio.get_running_loop().time() + deployment.limits.request_timeout_s
         self._upstream.start(request, deadline, self)
+        if self.response_complete:  # the connection was closed: replayed to the app
+            return
+        endpoint, identity = self._endpoint, self._identity
+        self.record = TrafficRecord(
+            time=self._time,
+            method=route.method,
+            path=self._path,
+            endpoint=endpoint.name,
+            workspace=last_segment(endpoint.workspace_id),
+            deployment=deployment.name,
+            request_size=len(body),
+            request_ms=request_ms,
+            user_agent=incoming.user_agent,
+            x_request_id=self.request_id,
+            x_ms_client_request_id=incoming.client_request_id,
+            auth_type=(route.mode or endpoint.auth_mode).value,
+            identity=identity.identity_data,
+            app_id=identity.appid,
+            tenant_id=identity.tid,
+        )
 
     def client_gone(self) -> None:
         """The client closed its connection: a streamed answer is stopped, a short one is still
@@ -309,11 +326,14 @@ class Exchange:
 
     # -- AnswerSink: from the instance's connection ----------------------------------------------
 
-    def head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], whole: bool
+    ) -> None:
         record = self.record
+        assert record is not None  # made in send(), before any answer can arrive
         record.response_ms = (time.perf_counter() - self._started) * 1000
         record.model_status_code, record.model_status_reason = status, reason
-        self._streaming = not whole_answer(headers)
+        self._streaming = not whole
         if self.disconnected and self._streaming:
             self._upstream.abort()
             self._finish(499, "ClientClosedRequest")
@@ -341,7 +361,7 @@ class Exchange:
         parts += self._id_lines()
 
     def body(self, data: bytes) -> None:
-        self.record.response_size += len(data)
+        self.record.response_size += len(data)  # type: ignore[union-attr]  # see head()
         if self._chunked:
             self._pending += (b"%x\r\n" % len(data), data, b"\r\n")
         else:
@@ -392,7 +412,7 @@ class Exchange:
     # -- helpers ------------------------------------------------------------------------------
 
     def _id_lines(self) -> list[bytes]:
-        request_id = self.record.x_request_id.encode()
+        request_id = self.request_id.encode()
         lines = [b"x-ms-request-id: ", request_id, b"\r\nx-request-id: ", request_id, b"\r\n"]
         client_request_id = self._incoming.client_request_id
         if client_request_id:
@@ -415,6 +435,9 @@ class Exchange:
         gateway = lane.gateway
         gateway.limiter.release(self._deployment, self._instance)
         record = self.record
+        if record is None:  # failed in send(): the client's connection is gone
+            self._down.exchange_done(self)
+            return
         record.response_code, record.response_reason = status, reason
         if self._mirror is not None and self._forwarded is not None:
             gateway.mirror.submit(

@@ -182,13 +182,16 @@ class AnswerSink(Protocol):
 
     The callback form of :meth:`PooledTransport.send`, for a caller that relays the answer from
     the connection's own callbacks (:mod:`propylon.gateway.fastlane`): ``head`` once the status
-    line and headers are in, ``body`` per piece (chunked framing removed), ``flush`` after each
-    segment read from the instance, then ``done`` — or ``failed`` with :class:`StaleConnection`
-    (a reused connection had been closed by the instance, and no byte of an answer came: the
-    request may go again), :class:`RequestTimeout` or :class:`BadGateway`.
+    line and headers are in (``whole``: :func:`whole_answer`), ``body`` per piece (chunked
+    framing removed), ``flush`` after each segment read from the instance, then ``done`` — or
+    ``failed`` with :class:`StaleConnection` (a reused connection had been closed by the
+    instance, and no byte of an answer came: the request may go again), :class:`RequestTimeout`
+    or :class:`BadGateway`.
     """
 
-    def head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], whole: bool
+    ) -> None: ...
 
     def body(self, data: bytes) -> None: ...
 
@@ -355,13 +358,15 @@ class _Awaited:
         self.response = UpstreamResponse()
         self.response._peer = connection
 
-    def head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], whole: bool
+    ) -> None:
         response = self.response
         response.status, response.reason, response.headers = status, reason, headers
         # A short answer of known length is handed over whole (its body is usually in the same
         # or the next segment: uvicorn writes head and body separately); a long or open-ended
         # one (chunked, server-sent events) is handed over now and streamed.
-        if not whole_answer(headers) and not self.future.done():
+        if not whole and not self.future.done():
             self.future.set_result(response)
 
     def body(self, data: bytes) -> None:
@@ -507,9 +512,10 @@ class _Connection(asyncio.Protocol):
         sink = self._sink
         if sink is not None:
             headers = self._headers
-            if not whole_answer(headers):
+            whole = whole_answer(headers)
+            if not whole:
                 self._stop_timer()  # the deadline is for the head of a long answer
-            sink.head(self._parser.get_status_code(), self._reason, headers)
+            sink.head(self._parser.get_status_code(), self._reason, headers, whole)
 
     def on_body(self, body: bytes) -> None:
         if self._sink is not None:

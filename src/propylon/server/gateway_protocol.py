@@ -119,7 +119,7 @@ class GatewayProtocol(BoundedHeadProtocol):
         scope, url = self._exchange_head
         self._exchange = self._exchange_head = None
         parsed = httptools.parse_url(url)
-        scope["method"] = exchange.record.method
+        scope["method"] = exchange.method
         scope["path"] = self.root_path + parsed.path.decode("latin-1")  # not %-encoded
         scope["raw_path"] = self.root_path.encode() + parsed.path
         scope["query_string"] = parsed.query or b""

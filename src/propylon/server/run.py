@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -28,7 +29,7 @@ from propylon.server.middleware import RequestContextMiddleware
 from propylon.server.protocol import BoundedHeadProtocol
 from propylon.server.tls import TlsFiles
 
-__all__ = ["serve", "uvicorn_config"]
+__all__ = ["freeze_startup_heap", "serve", "uvicorn_config"]
 
 log = logging.getLogger("propylon.server")
 
@@ -80,6 +81,7 @@ class Supervisor:
         ]
         for hook in self.ctx.on_startup:
             await hook()
+        freeze_startup_heap()
         waiter = asyncio.create_task(self.signals.get())
         done, _ = await asyncio.wait([waiter, *serving], return_when=asyncio.FIRST_COMPLETED)
         if waiter in done:
@@ -99,6 +101,18 @@ class Supervisor:
             await feed_task
         self.ctx.db.dispose()
         log.info("stopped")
+
+
+def freeze_startup_heap() -> None:
+    """Leave what start-up made (modules, apps, caches) out of garbage collection from now on.
+
+    Each request allocates a few containers, so the collector runs every hundred requests or so,
+    and its older generations hold the whole server: a pass cost ~500 µs, ~4 µs per request on
+    average, landing on whichever request triggered it. Frozen, a pass sees only what requests
+    made since (0.6 µs per request; measured with the gateway's fast lane).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def uvicorn_config(
