@@ -15,12 +15,14 @@ starts an instance, it measures in one run:
 * (b) the gateway in front of it with ``key``, ``aml_token`` and ``aad_token`` endpoints,
 
 as requests/s at 16 connections and p50/p99 latency at 1 connection, and prints the ratios to
-(a). The gateway is the app ``propylon server`` serves on its gateway port (``bench/gateway/
-serve.py``: same uvicorn settings, middleware and JSON logging), over plain HTTP; one extra row
-measures ``key`` over TLS. The full run adds two rows that explain the design: the gateway app
-without the server's middleware, and the gateway with an ``aiohttp`` upstream client instead of
-the pooled httptools one. Each figure is the median of ``--repeat`` interleaved runs, since the
-machine may be shared; the load average is printed with the results.
+(a). The gateway is served as ``propylon server`` serves its gateway port (``bench/gateway/
+serve.py``: the same protocol with the fast lane, middleware and JSON logging; the instance
+reached through its Unix socket, as the runtime publishes it), over plain HTTP; one extra row
+measures ``key`` over TLS. The full run adds rows that explain the design: the gateway with the
+fast lane off (every request through the ASGI app), the gateway with an ``aiohttp`` upstream
+client instead of the pooled httptools one, and a bare Python forwarder. Each figure is the
+median of ``--repeat`` interleaved runs, since the machine may be shared; the load average is
+printed with the results.
 
 Goal (issue 7): every auth mode ≥ 60 % of direct throughput and ≤ +100 µs p50.
 """
@@ -344,8 +346,7 @@ class Gateway:
 # The main gateway, and in a full run the variants that explain the design (see the docstring).
 VARIANTS = {
     "gateway": ("", [], {}),
-    "quiet": ("key, server log level warning", [], {"PROPYLON_LOG_LEVEL": "warning"}),
-    "bare": ("key, gateway app without server middleware", ["--bare"], {}),
+    "asgi": ("key, fast lane off (ASGI app only)", ["--no-fast-lane"], {}),
     "aiohttp": ("key, aiohttp upstream client", ["--transport", "aiohttp"], {}),
 }
 
@@ -591,17 +592,18 @@ def render(
     lines += [
         "",
         "Rows: `key`, `aml_token`, `aad_token` are the gateway as `propylon server` serves it "
-        "(uvicorn + uvloop + httptools, the server's request middleware and JSON logging, "
-        "plain HTTP); `key, TLS` the same over HTTPS. The other echo rows explain the figures: "
-        "`server log level warning` drops the middleware's per-request access-log line (the "
-        "traffic log already records each request), `gateway app without server middleware` "
-        "drops the middleware altogether, `aiohttp upstream client` is the gateway with the "
-        "client it does not use, and `floor` is a bare Python forwarder with the gateway's "
-        "client and nothing else — the cost of one more Python process in the path on this "
-        "machine, which no gateway logic can undercut. `CPU per request` is the CPU time of the "
-        "process in front (the instance for `direct`, else the gateway or forwarder) divided "
-        "by the requests it served in the throughput runs — unlike the rates, it hardly "
-        "depends on what else the machine is doing.",
+        "(uvicorn + uvloop + httptools with the fast lane, the server's request middleware and "
+        "JSON logging, plain HTTP; the instance reached through its Unix socket, as the local "
+        "runtime publishes it, while `direct` calls its TCP port as a client would); `key, TLS` "
+        "the same over HTTPS. The other echo rows explain the figures: `fast lane off` answers "
+        "every request through the ASGI app (the path that requests the fast lane does not "
+        "take still follow), `aiohttp upstream client` is the gateway with the client it does "
+        "not use (which also turns the fast lane off), and `floor` is a bare Python forwarder "
+        "(uvicorn + an ASGI app) over TCP with the gateway's client and nothing else. "
+        "`CPU per request` is the CPU time of the process in front (the instance for "
+        "`direct`, else the gateway or forwarder) divided by the requests it served in the "
+        "throughput runs — unlike the rates, it hardly depends on what else the machine is "
+        "doing.",
         "",
     ]
     return "\n".join(lines)

@@ -8,10 +8,11 @@ credentials to ``<data-dir>/bench-credentials.json`` and serves ``create_gateway
 the uvicorn settings of :mod:`propylon.server.run` (uvloop, httptools, JSON logging configured as
 the server does) on a plain-HTTP port and, for the TLS figure, an HTTPS port.
 
-``--bare`` serves the gateway app without the server's middleware and health routes (to show
-what the middleware costs); ``--transport aiohttp`` swaps the upstream client for the one in
-``aiohttp_transport.py`` (the measurement behind the choice of client). ``PROPYLON_LOG_LEVEL``
-works as for the server (``warning`` silences the middleware's per-request access-log line).
+``--no-fast-lane`` serves every request through the ASGI app (the port's protocol without
+:mod:`propylon.gateway.fastlane`: what the fast lane saves); ``--transport aiohttp`` swaps the
+upstream client for the one in ``aiohttp_transport.py`` (the measurement behind the choice of
+client; the fast lane needs the pooled one, so it is off too). ``PROPYLON_LOG_LEVEL`` works as
+for the server.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main() -> None:
         help="name=url of an instance, or name=url,socket for one also on a Unix socket",
     )
     parser.add_argument("--max-concurrent", type=int, default=16)
-    parser.add_argument("--bare", action="store_true")
+    parser.add_argument("--no-fast-lane", action="store_true")
     parser.add_argument("--transport", choices=["pooled", "aiohttp"], default="pooled")
     args = parser.parse_args()
 
@@ -95,9 +96,7 @@ def main() -> None:
         from aiohttp_transport import AiohttpTransport
 
         transport = AiohttpTransport()
-    if args.bare:
-        app = create_gateway(ctx, transport=transport)
-    elif transport is None:
+    if transport is None:
         app = create_gateway_app(ctx)
     else:  # create_gateway_app, with another upstream client
         health = Starlette(routes=health_routes(ctx, plane="gateway"))
@@ -107,9 +106,10 @@ def main() -> None:
 
 
 async def _serve(ctx: ServerContext, app: ASGIApp, args: argparse.Namespace) -> None:
-    servers = [_server(app, args.port, ctx)]
+    lane = not args.no_fast_lane
+    servers = [_server(app, args.port, ctx, lane=lane)]
     if args.tls_port is not None:
-        servers.append(_server(app, args.tls_port, ctx, ctx.tls))
+        servers.append(_server(app, args.tls_port, ctx, ctx.tls, lane=lane))
     feed = asyncio.create_task(ctx.feed.run())
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     for hook in ctx.on_startup:
@@ -120,10 +120,10 @@ async def _serve(ctx: ServerContext, app: ASGIApp, args: argparse.Namespace) -> 
 
 
 def _server(
-    app: ASGIApp, port: int, ctx: ServerContext, tls: TlsFiles | None = None
+    app: ASGIApp, port: int, ctx: ServerContext, tls: TlsFiles | None = None, *, lane: bool
 ) -> uvicorn.Server:
-    # As propylon.server.run.serve serves the gateway port (with the fast lane unless --bare).
-    gateway = ctx.services["gateway"]
+    # As propylon.server.run.serve serves the gateway port.
+    gateway = ctx.services["gateway"] if lane else None
     return uvicorn.Server(
         uvicorn_config(app, tls=tls, gateway=gateway, host="127.0.0.1", port=port)
     )

@@ -46,16 +46,32 @@ class GatewayProtocol(BoundedHeadProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The exchange in flight, with what replay() needs of its head: uvicorn's scope (filled
-        # in only if the app gets the request) and target.
+        # The exchange in flight, with what replay() needs of its head: headers and target.
         self._exchange: Exchange | None = None
-        self._exchange_head: tuple[dict[str, Any], bytes] | None = None
+        self._exchange_head: tuple[list[tuple[bytes, bytes]], bytes] | None = None
 
     # -- the request's parts (BoundedHeadProtocol's hooks) ---------------------------------------
+
+    def on_message_begin(self) -> None:
+        # uvicorn's, without the ASGI scope: most requests never need one (_to_the_app makes it).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
+
+    def _to_the_app(self, state: dict[str, Any]) -> None:
+        """Make the request's ASGI scope as uvicorn's on_message_begin would have, with what the
+        parser gave so far and ``state`` added to its state."""
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.expect_100_continue = url, expect
+        self.headers.extend(headers)  # the list the new scope holds
+        self.scope["state"].update(state)
 
     def request_head_complete(self) -> None:
         cycle = self.cycle
         parser = self.parser
+        state: dict[str, Any] = {}
         if (
             (cycle is None or cycle.response_complete)
             and not self.expect_100_continue
@@ -71,15 +87,16 @@ class GatewayProtocol(BoundedHeadProtocol):
                     self.headers,
                     keep_alive=parser.should_keep_alive(),
                     address=client[0] if client else None,
-                    state=self.scope["state"],
+                    state=state,
                 )
             except Exception:  # a bug: the app still answers (an escape here would be a 400)
                 log.exception("fast lane failed to take a request")
                 exchange = None
             if exchange is not None:
                 self.cycle = self._exchange = exchange  # type: ignore[assignment]
-                self._exchange_head = (self.scope, self.url)  # type: ignore[assignment]
+                self._exchange_head = (self.headers, self.url)
                 return
+        self._to_the_app(state)
         super().request_head_complete()
 
     def request_body(self, body: bytes) -> None:
@@ -116,16 +133,21 @@ class GatewayProtocol(BoundedHeadProtocol):
         """Start the ASGI app on the exchange's request, body and all, as uvicorn would have."""
         assert self._exchange is exchange
         assert self._exchange_head is not None
-        scope, url = self._exchange_head
+        headers, url = self._exchange_head
         self._exchange = self._exchange_head = None
+        # The scope uvicorn would have made for it (the parser may be in a next request by now).
+        saved = self.url, self.headers, self.expect_100_continue, self.scope
+        self.url, self.headers, self.expect_100_continue = url, headers, False
+        self._to_the_app({CHOSEN: exchange.chosen})
+        scope = self.scope
+        self.url, self.headers, self.expect_100_continue, self.scope = saved
         parsed = httptools.parse_url(url)
         scope["method"] = exchange.method
         scope["path"] = self.root_path + parsed.path.decode("latin-1")  # not %-encoded
         scope["raw_path"] = self.root_path.encode() + parsed.path
         scope["query_string"] = parsed.query or b""
-        scope["state"][CHOSEN] = exchange.chosen
         cycle = RequestResponseCycle(
-            scope=scope,  # type: ignore[arg-type]
+            scope=scope,
             transport=self.transport,
             flow=self.flow,
             logger=self.logger,
