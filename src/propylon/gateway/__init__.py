@@ -1,6 +1,8 @@
 """The data plane: authenticate, authorize, route, limit, forward, mirror and log scoring requests.
 
 * :mod:`~propylon.gateway.app` — the ASGI app and its per-request pipeline (start here);
+* :mod:`~propylon.gateway.fastlane` — the same steps for plain requests, run from the HTTP
+  protocol's callbacks (:mod:`propylon.server.gateway_protocol`) without the ASGI machinery;
 * :mod:`~propylon.gateway.table` — the routing snapshot built from the store and the change feed;
 * :mod:`~propylon.gateway.auth` — keys, aml_tokens, identity tokens + RBAC; 401 vs 403;
 * :mod:`~propylon.gateway.routing` — traffic weights, deployment header, least outstanding;

@@ -443,8 +443,7 @@ class Incoming:
     """The request headers the gateway reads, found in one pass; the rest is forwarded.
 
     ``plain`` is False for a request the fast lane leaves to the ASGI app: a body in chunks, an
-    ``Expect``, an ``Upgrade``, or a client address given by a proxy (``X-Forwarded-For``, which
-    uvicorn applies to the ASGI scope only)."""
+    ``Expect`` or an ``Upgrade``."""
 
     __slots__ = (
         "api_key",
@@ -473,8 +472,6 @@ class Incoming:
                     self.user_agent = value.decode("latin-1")
                 elif name == b"x-ms-client-request-id":
                     self.client_request_id = value.decode("latin-1")[:200]
-                elif name == b"x-forwarded-for":
-                    self.plain = False
             elif name == b"authorization":
                 self.authorization = value
             elif name == b"api-key":

@@ -17,9 +17,9 @@ else is left to the app, which answers it as it always did: a missing, failed or
 credential (401, 403, the throttle's 429), an unknown endpoint, deployment or path (404, 405), a
 body over the limit (413) or in chunks, a full deployment (queue, 429, 503), no idle connection
 to the instance, the ``/models`` routes (the endpoint is named in the body), ``Expect``,
-``Upgrade``, ``X-Forwarded-For``, HTTP/1.0, a percent-encoded path or a request pipelined behind
-another. When the lane had already drawn the deployment of a request it leaves, it hands the
-draw on (:data:`~propylon.gateway.app.CHOSEN`), so traffic weights are drawn once per request.
+``Upgrade``, HTTP/1.0, a percent-encoded path or a request pipelined behind another. When the
+lane had already drawn the deployment of a request it leaves, it hands the draw on
+(:data:`~propylon.gateway.app.CHOSEN`), so traffic weights are drawn once per request.
 
 A request the lane took is answered as the app would answer it:
 

@@ -133,6 +133,9 @@ def uvicorn_config(
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        # The client address is the peer's: X-Forwarded-For is not trusted, even from loopback
+        # (uvicorn's default), so no client picks the address its failures are counted under.
+        "proxy_headers": False,
         "timeout_graceful_shutdown": _GRACE_SECONDS,
         "timeout_keep_alive": 30,
         "ssl_certfile": str(tls.cert) if tls else None,
