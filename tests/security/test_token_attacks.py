@@ -604,10 +604,18 @@ def _within(seconds: float, condition: Callable[[], bool]) -> float:
 def test_a_disabled_principals_tokens_stop_within_two_seconds_on_both_planes(scene: Scene) -> None:
     live, victim = scene.live, scene.people["victim"]
     data, management = live.token_for(victim, ML), live.token_for(victim, ARM)
+    # an aml_token the victim asked for names it (oid): it ends with the victim too
+    minted = live.ok("POST", f"{live.endpoint_id('ep-aml')}/token", token=management).json()
+    aml = live.ledger.add("aml_token minted by victim", minted["accessToken"])
+    claims = jwt.decode(aml, options={"verify_signature": False})
+    assert claims["oid"] == victim.oid
+    assert "requester_tid" not in claims  # one of ours: checked against the directory
     assert live.score("ep-aad", data).status_code == 200  # cached verdict in the gateway now
+    assert live.score("ep-aml", aml).status_code == 200
     assert _control(live, management).status_code == 200
     live.set_enabled(victim, False)
     _within(2.0, lambda: live.score("ep-aad", data).status_code == 401)
+    _within(2.0, lambda: live.score("ep-aml", aml).status_code == 401)
     _within(2.0, lambda: _control(live, management).status_code == 401)
     refused = live.http.post(
         f"{live.control}/{live.tenant}/oauth2/v2.0/token",
