@@ -4,7 +4,9 @@
 on the event loop, so probes answer while a model computes. At most ``size`` user functions run at
 once (Azure's server runs one request per worker at a time, and its docs set ``WORKER_COUNT`` to
 ``max_concurrent_requests_per_instance``); further calls wait in the pool's queue, so a busy thread
-picks up the next call without a round trip through the event loop. A call that overruns its time
+picks up the next call without a round trip through the event loop (the pool,
+:class:`~propylon.inference.threads.UserThreadPool`, also chooses which sleeping thread a call
+wakes: that decides the latency at low load). A call that overruns its time
 limit is answered with :class:`ScoringTimeout` but keeps its thread until it returns (Python cannot
 stop a thread), so a stuck ``run()`` never lets more than ``size`` calls pile up. Example::
 
@@ -15,7 +17,6 @@ stop a thread), so a stuck ``run()`` never lets more than ``size`` calls pile up
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import inspect
 import logging
@@ -25,6 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from typing import Any
 
 from propylon.inference.errors import ScoringTimeout
+from propylon.inference.threads import UserThreadPool
 
 __all__ = ["UserCodeRunner", "UserStream"]
 
@@ -42,7 +44,7 @@ class UserCodeRunner:
         if size < 1:
             raise ValueError(f"the pool needs at least one thread, not {size}")
         self.size = size
-        self._pool = concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix="user-code")
+        self._pool = UserThreadPool(size, name="user-code")
         self._lock = threading.Lock()
         self._running = 0
 
@@ -94,7 +96,7 @@ class UserCodeRunner:
 
     def shutdown(self) -> None:
         """Stop taking work; threads still inside user code are left to finish (or be abandoned)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(cancel_queued=True)
 
 
 class _Call:
