@@ -18,7 +18,7 @@ from pathlib import Path
 
 from propylon.errors import ConfigurationError
 
-__all__ = ["Role", "Settings", "node_name", "parse_duration"]
+__all__ = ["Role", "Settings", "node_name", "parse_duration", "parse_size"]
 
 
 @functools.cache
@@ -45,6 +45,24 @@ def parse_duration(text: str, name: str) -> float:
             f"{name} must be a duration such as 7d, 12h, 30m or 90 (seconds), not {text!r}."
         )
     return float(match[1]) * _SECONDS[match[2]]
+
+
+_SIZE = re.compile(r"^(\d+)\s*([kmg]?)i?b?$")
+_BYTES = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_size(text: str, name: str) -> int:
+    """Bytes in ``text``: a whole number with an optional unit ``KB``, ``MB`` or ``GB`` (powers of
+    1024; ``KiB``… and a bare ``k``/``m``/``g`` mean the same). Example::
+
+        parse_size("64MB", "PROPYLON_TRAFFIC_LOG_SIZE")   # 67108864
+    """
+    match = _SIZE.match(text.strip().lower())
+    if match is None:
+        raise ConfigurationError(
+            f"{name} must be a size such as 64MB, 1GB, 512KB or 1000000 (bytes), not {text!r}."
+        )
+    return int(match[1]) * _BYTES[match[2]]
 
 
 class Role(StrEnum):
@@ -82,6 +100,10 @@ class Settings:
     log_level: str = "info"
     # How long a built deployment environment may go unused before it is deleted; 0 keeps all.
     environment_retention: float = 7 * 86400.0
+    # An endpoint's traffic log is rotated at this size (0: never); the newest file and
+    # ``traffic_log_backups`` rotated ones are kept.
+    traffic_log_size: int = 64 * 2**20
+    traffic_log_backups: int = 4
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -101,6 +123,14 @@ class Settings:
             base = replace(
                 base, environment_retention=parse_duration(retention, "PROPYLON_ENV_RETENTION")
             )
+        if size := env.get("PROPYLON_TRAFFIC_LOG_SIZE"):
+            base = replace(base, traffic_log_size=parse_size(size, "PROPYLON_TRAFFIC_LOG_SIZE"))
+        if backups := env.get("PROPYLON_TRAFFIC_LOG_BACKUPS"):
+            if not backups.strip().isdigit():
+                raise ConfigurationError(
+                    f"PROPYLON_TRAFFIC_LOG_BACKUPS must be a whole number, not {backups!r}."
+                )
+            base = replace(base, traffic_log_backups=int(backups))
         given = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **given)  # type: ignore[arg-type]
         return settings.validated()

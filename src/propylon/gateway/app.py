@@ -426,7 +426,12 @@ def create_gateway(
         tables=tables,
         authenticator=Authenticator(lookup=lambda: ctx.services.get("access")),
         transport=transport,
-        traffic=TrafficLog(ctx.settings.logs_dir / "traffic", registry=ctx.metrics),
+        traffic=TrafficLog(
+            ctx.settings.logs_dir / "traffic",
+            registry=ctx.metrics,
+            max_bytes=ctx.settings.traffic_log_size,
+            backups=ctx.settings.traffic_log_backups,
+        ),
         limiter=limiter,
         mirror=Mirror(transport, limiter, registry=ctx.metrics),
         options=options or GatewayOptions.for_context(ctx),

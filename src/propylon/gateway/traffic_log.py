@@ -12,10 +12,15 @@ and the path is logged without its query string.
 
 The request path only appends a :class:`TrafficRecord` to a list. A background task takes the list
 every 100 ms and, in a worker thread, appends JSON lines to ``<logs>/traffic/<endpoint>.jsonl``
-(reopened if an operator moved the file away) and updates the Prometheus metrics
-(:class:`TrafficMetrics`: per endpoint, deployment, status and auth type). If the writer falls
-behind by more than ``max_pending`` records, new ones are dropped and counted rather than slowing
-requests down.
+and updates the Prometheus metrics (:class:`TrafficMetrics`: per endpoint, deployment, status and
+auth type). If the writer falls behind by more than ``max_pending`` records, new ones are dropped
+and counted rather than slowing requests down.
+
+A file that reaches ``max_bytes`` is rotated (``<endpoint>.jsonl.1`` … ``.<backups>``, the oldest
+dropped: :mod:`propylon.logfiles`), so a busy endpoint keeps a bounded window of its traffic —
+at ~500 bytes a record, 64 MiB is ~130,000 requests per file. Replicas sharing the data dir
+append to the same file and take turns rotating it; a writer whose file was rotated or moved
+away reopens the one now at the path.
 
 Example::
 
@@ -29,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -47,6 +54,8 @@ from typing import IO, Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from propylon import logfiles
 
 __all__ = ["TrafficLog", "TrafficMetrics", "TrafficRecord", "read_traffic_log"]
 
@@ -127,8 +136,12 @@ class TrafficLog:
         registry: CollectorRegistry | None = None,
         interval: float = 0.1,
         max_pending: int = 100_000,
+        max_bytes: int = 64 * 2**20,
+        backups: int = 4,
     ) -> None:
         self.directory = directory
+        self._max_bytes = max_bytes
+        self._backups = backups
         self._interval = interval
         self._max_pending = max_pending
         self._pending: list[TrafficRecord] = []
@@ -197,7 +210,8 @@ class TrafficLog:
                 continue
             path = self.directory / f"{name}.jsonl"
             handle = self._files.get(name)
-            if handle is not None and not path.exists():  # rotated or deleted by an operator
+            if handle is not None and not _is_open_at(handle, path):
+                # Rotated by another replica sharing the data dir, or moved away by an operator.
                 handle.close()
                 handle = None
             if handle is None:
@@ -206,7 +220,18 @@ class TrafficLog:
             entries.append("")
             handle.write("\n".join(entries))
             handle.flush()
+            if self._max_bytes and os.fstat(handle.fileno()).st_size >= self._max_bytes:
+                self._rotate(name, path, self._files.pop(name))
         self._recent.extend(batch)
+
+    def _rotate(self, name: str, path: Path, handle: IO[str]) -> None:
+        """Start a new file for ``name``; replicas sharing the directory rotate one at a time, and
+        one that finds the file already rotated by another leaves it alone."""
+        with (self.directory / f".{name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _is_open_at(handle, path):
+                logfiles.rotate(path, self._backups)
+        handle.close()
 
 
 class _LineFormat:
@@ -387,11 +412,28 @@ class _Histogram:
 
 
 def read_traffic_log(directory: Path, endpoint: str, *, tail: int = 100) -> list[dict[str, Any]]:
-    """The last ``tail`` records of an endpoint, oldest first (for ``get-logs --traffic``)."""
+    """The last ``tail`` records of an endpoint, oldest first (for ``get-logs --traffic``), read
+    across the rotated files. A line that is not a whole record (one being written right now, or
+    a file cut short by a full disk) is skipped."""
     name = endpoint.lower()
-    path = directory / f"{name}.jsonl"
-    if not _SAFE_NAME.fullmatch(name) or not path.exists():
+    if not _SAFE_NAME.fullmatch(name):
         return []
-    with path.open(encoding="utf-8") as handle:
-        last = deque(handle, maxlen=max(0, tail))
-    return [json.loads(line) for line in last if line.strip()]
+    records = []
+    for line in logfiles.tail(directory / f"{name}.jsonl", tail):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _is_open_at(handle: IO[str], path: Path) -> bool:
+    """Whether ``handle`` is the file now at ``path`` (not one rotated or moved away)."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)

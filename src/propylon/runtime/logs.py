@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import os
 import shutil
 import time
 from collections import deque
 from pathlib import Path
 from typing import IO
 
+from propylon import logfiles
 from propylon.runtime.base import ContainerType
 from propylon.store import canonical
 
@@ -41,7 +41,6 @@ _SUFFIX = ".log"
 _TIMESTAMP_WIDTH = len("2026-08-01T12:00:00.123Z")
 # A process that prints without newlines still gets its output stored, in pieces of this size.
 _MAX_LINE = 64 * 1024
-_READ_BLOCK = 64 * 1024
 
 
 def _now() -> str:
@@ -113,15 +112,7 @@ class LogFile:
         if self._file is not None:
             self._file.close()
             self._file = None
-        for index in range(self.backups, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            newer = (
-                self.path if index == 1 else self.path.with_name(f"{self.path.name}.{index - 1}")
-            )
-            if newer.exists():
-                os.replace(newer, older)
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
+        logfiles.rotate(self.path, self.backups)
 
 
 class DeploymentLogs:
@@ -144,15 +135,13 @@ class DeploymentLogs:
         if lines <= 0 or not self.folder.is_dir():
             return ""
         if container is ContainerType.STORAGE_INITIALIZER:
-            return "\n".join(
-                _tail_with_backups(self.folder / f"{STORAGE_INITIALIZER}{_SUFFIX}", lines)
-            )
+            return "\n".join(logfiles.tail(self.folder / f"{STORAGE_INITIALIZER}{_SUFFIX}", lines))
         streams = []
         for path in sorted(self.folder.glob(f"*{_SUFFIX}")):
             instance_id = path.name.removesuffix(_SUFFIX)
             if instance_id == STORAGE_INITIALIZER:
                 continue
-            stored = _tail_with_backups(path, lines)
+            stored = logfiles.tail(path, lines)
             streams.append([(line[:_TIMESTAMP_WIDTH], instance_id, line) for line in stored])
         # Each file is in time order already; merging keeps that order and interleaves by time.
         merged = list(heapq.merge(*streams, key=lambda entry: entry[0]))[-lines:]
@@ -187,32 +176,3 @@ class LogStore:
         return DeploymentLogs(
             self.root / digest, deployment_id, max_bytes=self.max_bytes, backups=self.backups
         )
-
-
-def _tail_with_backups(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of ``path``, reaching into ``path.1``, ``path.2``… if short."""
-    collected: list[str] = []
-    index = 0
-    current = path
-    while len(collected) < lines and current.exists():
-        collected = _last_lines(current, lines - len(collected)) + collected
-        index += 1
-        current = path.with_name(f"{path.name}.{index}")
-    return collected
-
-
-def _last_lines(path: Path, count: int) -> list[str]:
-    """The last ``count`` lines of a file, read backwards in blocks (logs can be large)."""
-    try:
-        with path.open("rb") as file:
-            end = file.seek(0, os.SEEK_END)
-            position, data = end, b""
-            while position > 0 and data.count(b"\n") <= count:
-                step = min(_READ_BLOCK, position)
-                position -= step
-                file.seek(position)
-                data = file.read(step) + data
-    except FileNotFoundError:
-        return []
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return lines[-count:] if count else []

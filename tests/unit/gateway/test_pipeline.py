@@ -454,9 +454,9 @@ def test_a_traffic_log_file_removed_by_an_operator_is_recreated(tmp_path: Path) 
         async with serving(make_gateway(one_endpoint(), tmp_path=tmp_path)) as gw:
             await call(gw, "POST", "/endpoints/e1/score", headers=KEY)
             await gw.traffic.flush()
-            (tmp_path / "traffic" / "e1.jsonl").rename(tmp_path / "traffic" / "e1.jsonl.1")
+            (tmp_path / "traffic" / "e1.jsonl").rename(tmp_path / "traffic" / "moved.txt")
             await call(gw, "POST", "/endpoints/e1/score", headers=KEY)
 
     run(scenario())
     assert len(read_traffic_log(tmp_path / "traffic", "e1")) == 1
-    assert len((tmp_path / "traffic" / "e1.jsonl.1").read_text().splitlines()) == 1
+    assert len((tmp_path / "traffic" / "moved.txt").read_text().splitlines()) == 1
