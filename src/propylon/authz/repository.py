@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from propylon.authz.engine import EVERYONE, CachedAuthorizer, DenyAssignment, Policy, RoleAssignment
 from propylon.authz.roles import role_from_arm
-from propylon.store import Database
+from propylon.store import RESET, Database
 from propylon.store.models import Change, DenyAssignmentRow, RoleAssignmentRow, RoleDefinitionRow
 
 __all__ = ["POLICY_CHANGE_KINDS", "PolicyFollower", "deny_from_body", "load_policy"]
@@ -85,7 +85,7 @@ class PolicyFollower:
         self.authorizer = CachedAuthorizer(load_policy(db))
 
     def __call__(self, changes: Sequence[Change]) -> None:
-        if any(change.kind in POLICY_CHANGE_KINDS for change in changes):
+        if any(change.kind in POLICY_CHANGE_KINDS or change.kind == RESET for change in changes):
             self.reload()
 
     def reload(self) -> None:

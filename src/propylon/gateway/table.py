@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from propylon.config import node_name
-from propylon.store import ResourceStore, Vault, canonical
+from propylon.store import RESET, ResourceStore, Vault, canonical
 
 __all__ = [
     "AuthMode",
@@ -370,6 +370,8 @@ class RoutingTables:
         known = self.current.endpoints.values()
         for change in changes:
             kind, key = change.kind, canonical(change.key)
+            if kind == RESET:
+                return None
             if kind in (ENDPOINT_TYPE, DEPLOYMENT_TYPE, INSTANCE_SET_TYPE):
                 ids.add(_endpoint_of(key))
             elif kind == SECRET_KIND:

@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 
 from propylon.errors import BadRequest, NotFound
 from propylon.identity.credentials import Credentials, check_password, password_row
-from propylon.store import Database, as_utc, utcnow
+from propylon.store import RESET, Database, as_utc, utcnow
 from propylon.store.models import (
     Change,
     Credential,
@@ -250,7 +250,9 @@ class Directory:
 
     def on_changes(self, changes: Sequence[Change]) -> None:
         """Change-feed subscriber: drop the caches when principals or memberships changed."""
-        if any(c.kind in (PRINCIPALS_CHANGE, MEMBERSHIPS_CHANGE, "bootstrap") for c in changes):
+        if any(
+            c.kind in (PRINCIPALS_CHANGE, MEMBERSHIPS_CHANGE, "bootstrap", RESET) for c in changes
+        ):
             self.invalidate()
 
     def invalidate(self) -> None:

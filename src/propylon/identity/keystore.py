@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from propylon.errors import ConfigurationError, NotFound
 from propylon.identity.keys import KeyRing, KeyRingChanges, KeyState, SigningKey
-from propylon.store import Database, Sealer, UnsealError, as_utc, utcnow
+from propylon.store import RESET, Database, Sealer, UnsealError, as_utc, utcnow
 from propylon.store.changes import Subscriber
 from propylon.store.models import Change, Meta, SigningKeyRow
 
@@ -214,7 +214,7 @@ def follow_changes(store: KeyStore, ring: KeyRing) -> Subscriber:
     """A change-feed subscriber that reloads ``ring`` whenever the stored keys change."""
 
     def on_changes(changes: Sequence[Change]) -> None:
-        if any(change.kind == SIGNING_KEYS_CHANGE for change in changes):
+        if any(change.kind in (SIGNING_KEYS_CHANGE, RESET) for change in changes):
             store.reload(ring)
 
     return on_changes

@@ -28,6 +28,7 @@ from propylon.server.gateway_protocol import gateway_protocol
 from propylon.server.middleware import RequestContextMiddleware
 from propylon.server.protocol import BoundedHeadProtocol
 from propylon.server.tls import TlsFiles
+from propylon.store.changes import prune_forever
 
 __all__ = ["freeze_startup_heap", "serve", "uvicorn_config"]
 
@@ -75,6 +76,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.signals.put_nowait, sig)
         feed_task = asyncio.create_task(self.ctx.feed.run(), name="change-feed")
+        pruning = asyncio.create_task(prune_forever(self.ctx.db), name="change-feed-pruning")
         serving = [
             asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{sock.getsockname()}")
             for server, sock in self.servers
@@ -96,9 +98,10 @@ class Supervisor:
                 await hook()
             except Exception:
                 log.exception("shutdown hook failed")
-        feed_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feed_task
+        for task in (feed_task, pruning):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.ctx.db.dispose()
         log.info("stopped")
 

@@ -1,6 +1,6 @@
 """Propylon's state: one database (SQLite or PostgreSQL), its change feed, and secrets at rest."""
 
-from propylon.store.changes import ChangeFeed
+from propylon.store.changes import RESET, ChangeFeed
 from propylon.store.database import Database, as_utc, utcnow
 from propylon.store.resources import ResourceStore, ResourceWrite, canonical, check_etag, new_etag
 from propylon.store.secrets import (
@@ -14,6 +14,7 @@ from propylon.store.secrets import (
 from propylon.store.vault import Vault
 
 __all__ = [
+    "RESET",
     "ChangeFeed",
     "Database",
     "MasterKey",

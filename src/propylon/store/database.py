@@ -23,17 +23,23 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from propylon.errors import ConfigurationError, ServiceUnavailable
-from propylon.store.models import Change
+from propylon.store.models import Change, Meta
 
 __all__ = ["Database", "as_utc", "utcnow"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# Changes a transaction recorded, written when it commits (Session.info key).
+_PENDING = "propylon.pending_changes"
+# The PostgreSQL advisory lock that puts change rows in commit order (any fixed number).
+_FEED_LOCK = 0x70726F70
+# Meta key: the highest change id ever pruned (followers behind it have missed changes).
+PRUNED_THROUGH = "changes_pruned_through"
 
 
 def utcnow() -> datetime:
@@ -49,6 +55,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_commit", _write_pending_changes)
+        event.listen(self._sessions, "after_rollback", _drop_pending_changes)
 
     @classmethod
     def connect(cls, url: str) -> Database:
@@ -116,8 +124,15 @@ class Database:
 
     @staticmethod
     def record_change(session: Session, kind: str, key: str) -> None:
-        """Append to the change feed inside the caller's transaction."""
-        session.add(Change(kind=kind, key=key.lower(), at=utcnow()))
+        """Append to the change feed when the caller's transaction commits.
+
+        The row is written at commit, after a lock on PostgreSQL, so that revisions follow commit
+        order and a follower that has read revision *n* has seen every change below it. Ids come
+        from a sequence when the row is inserted: written mid-transaction, a long transaction
+        could commit revision 10 after a follower had read 11, and the follower would never see
+        it. (SQLite lets one writer at a time in, so its order is the commit order anyway.)
+        """
+        session.info.setdefault(_PENDING, []).append((kind, key.lower()))
 
     def revision(self) -> int:
         with self._sessions() as session:
@@ -130,6 +145,30 @@ class Database:
             )
             return list(rows)
 
+    def prune_changes(self, before: datetime) -> int:
+        """Delete the changes recorded before ``before``, except the newest (the revision never
+        goes back), and remember the highest id deleted (:meth:`pruned_through`)."""
+        with self.transaction() as session:
+            newest = session.scalar(select(func.max(Change.id)))
+            through = session.scalar(
+                select(func.max(Change.id)).where(Change.at < before, Change.id < newest)
+            )
+            if through is None:
+                return 0
+            result = session.execute(delete(Change).where(Change.id <= through))
+            mark = session.get(Meta, PRUNED_THROUGH, with_for_update=True)
+            if mark is None:
+                session.add(Meta(key=PRUNED_THROUGH, value=str(through)))
+            elif int(mark.value) < through:
+                mark.value = str(through)
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def pruned_through(self) -> int:
+        """The highest change id pruned so far (0: none)."""
+        with self._sessions() as session:
+            mark = session.get(Meta, PRUNED_THROUGH)
+            return int(mark.value) if mark is not None else 0
+
     def check(self) -> bool:
         try:
             self.revision()
@@ -139,6 +178,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _write_pending_changes(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # Held until the commit ends: the next writer's rows get higher ids and commit later.
+        session.execute(select(func.pg_advisory_xact_lock(_FEED_LOCK)))
+    now = utcnow()
+    session.add_all([Change(kind=kind, key=key, at=now) for kind, key in pending])
+
+
+def _drop_pending_changes(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
