@@ -130,7 +130,8 @@ def _tsv(result: Any) -> str:
 
 
 def _title(key: str) -> str:
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", key).replace("_", " ")
+    # "provisioningState" → "Provisioning State"; "AzureMLWorkspaceName" → "Azure ML Workspace Name"
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", key).replace("_", " ")
     return " ".join(word[:1].upper() + word[1:] for word in spaced.split())
 
 

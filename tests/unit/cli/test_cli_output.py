@@ -49,6 +49,12 @@ def test_table_shows_scalar_columns_with_title_case_headers() -> None:
     assert lines[2].split() == ["blue", "1", "True"]
 
 
+def test_table_headers_keep_acronyms_whole() -> None:
+    rows = [{"AzureMLWorkspaceName": "ws", "XMSClientRequestId": "r", "modelID": "m"}]
+    headers = [h.strip() for h in render(rows, "table").splitlines()[0].split("  ") if h.strip()]
+    assert headers == ["Azure ML Workspace Name", "XMS Client Request Id", "Model ID"]
+
+
 def test_table_transform_applies_without_query_only() -> None:
     transform = lambda rows: [{"Only": r["name"]} for r in rows]  # noqa: E731
     assert render(ROWS, "table", table_transform=transform).splitlines()[0] == "Only"
