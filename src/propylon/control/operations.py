@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, or_, select
 
 from propylon.control.arm import PROVIDER, format_time
 from propylon.errors import PropylonError
 from propylon.store import Database, canonical, utcnow
-from propylon.store.models import Operation
+from propylon.store.models import Operation, Resource
 
 __all__ = [
     "ASYNC_OPERATION_TIMEOUT",
@@ -58,6 +58,8 @@ __all__ = [
 log = logging.getLogger("propylon.control.operations")
 
 RETRY_AFTER_SECONDS = 1
+# How long the status of a finished operation stays readable once nothing needs it any more.
+OPERATION_RETENTION = timedelta(days=1)
 ASYNC_OPERATION_TIMEOUT = "PT1H"
 
 Handler = Callable[[Operation], Coroutine[Any, Any, None]]
@@ -123,6 +125,7 @@ class Operations:
         self._tasks: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._stopping = False
         self._last_start = datetime.min.replace(tzinfo=UTC)
+        self._pruner: asyncio.Task[None] | None = None
 
     # --- records ----------------------------------------------------------------------------
 
@@ -174,6 +177,43 @@ class Operations:
                 )
             )
             return len(list(rows))
+
+    def prune(self, before: datetime) -> int:
+        """Delete the operations that ended before ``before`` and that nothing reads any more:
+        those of resources that no longer exist, and side operations (key regenerations). The
+        others stay: a resource's newest operation decides its outcome, and how many writes a
+        deployment has had numbers its generations."""
+        gone = ~exists().where(Resource.id == Operation.resource_id)
+        with self._db.transaction() as session:
+            result = session.execute(
+                delete(Operation)
+                .where(
+                    Operation.status.in_(OperationStatus.TERMINAL),
+                    Operation.ended_at < before,
+                    or_(gone, Operation.kind.in_(SIDE_OPERATIONS)),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def start_pruning(self) -> None:
+        """Run :meth:`prune_forever` on the server loop until :meth:`stop`."""
+        if self._pruner is None:
+            self._pruner = asyncio.get_running_loop().create_task(
+                self.prune_forever(), name="operation-pruning"
+            )
+
+    async def prune_forever(self, *, every: timedelta = timedelta(hours=1)) -> None:
+        """:meth:`prune` what ended more than :data:`OPERATION_RETENTION` ago, every ``every``."""
+        while True:
+            await asyncio.sleep(every.total_seconds())
+            try:
+                pruned = await asyncio.to_thread(self.prune, utcnow() - OPERATION_RETENTION)
+            except Exception:
+                log.exception("pruning finished operations failed; retrying at the next interval")
+                continue
+            if pruned:
+                log.info("finished operations pruned", extra={"rows": pruned})
 
     def is_latest(self, op_id: str, resource_id: str) -> bool:
         return self.latest_for(resource_id) == op_id
@@ -257,6 +297,9 @@ class Operations:
         """Cancel running tasks without recording an outcome: the next start resumes them."""
         self._stopping = True
         tasks = [task for _, task in self._tasks.values()]
+        if self._pruner is not None:
+            tasks.append(self._pruner)
+            self._pruner = None
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -5,8 +5,9 @@
 :func:`start` is the startup hook: it resumes operations a previous process left running and
 re-applies every deployment that was ``Succeeded``, because a local runtime's instances did not
 survive the restart (a backend gets the same spec and generation, so one whose instances did
-survive has nothing to do); on shutdown it stops the operation tasks without recording an outcome,
-so that the next start resumes them.
+survive has nothing to do), and prunes finished operations nothing reads any more once an hour;
+on shutdown it stops the operation tasks without recording an outcome, so that the next start
+resumes them.
 
 Example::
 
@@ -134,5 +135,6 @@ async def start(ctx: ServerContext, *, restore: bool = True) -> None:
     resumed = plane.operations.resume(plane.handlers())
     restored = plane.restore_deployments() if restore else 0
     ctx.on_shutdown.append(plane.operations.stop)
+    plane.operations.start_pruning()
     if resumed or restored:
         log.info("control plane resumed", extra={"operations": resumed, "deployments": restored})
