@@ -2,7 +2,8 @@
 
 Token core (framework-free): :mod:`~propylon.identity.keys` (signing keys and rotation),
 :mod:`~propylon.identity.tokens` (access, ID and aml_tokens),
-:mod:`~propylon.identity.jwks` (where validators find public keys) and
+:mod:`~propylon.identity.jwks` (where validators find public keys),
+:mod:`~propylon.identity.trust` (trusted issuers, accepted tokens, reasons for refusal) and
 :mod:`~propylon.identity.validation` (validating bearer tokens).
 
 Provider (framework-free, store-backed): :mod:`~propylon.identity.keystore` (keys at rest),
@@ -51,16 +52,16 @@ from propylon.identity.tokens import (
     TokenIssuer,
     endpoint_audience,
 )
-from propylon.identity.trusted_issuers import load_trusted_issuers
-from propylon.identity.validation import (
+from propylon.identity.trust import (
     ClaimMapping,
     InvalidToken,
     RejectReason,
-    TokenValidator,
     TrustedIssuer,
     ValidatedEndpointToken,
     ValidatedToken,
 )
+from propylon.identity.trusted_issuers import load_trusted_issuers
+from propylon.identity.validation import TokenValidator
 
 __all__ = [
     "ENDPOINT_TOKEN_TYPE",

@@ -52,8 +52,9 @@ from propylon.identity.refresh_tokens import RefreshTokens
 from propylon.identity.scopes import OIDC_SCOPES
 from propylon.identity.throttle import SignInThrottle
 from propylon.identity.tokens import IssuerUrl, TokenIssuer
+from propylon.identity.trust import TrustedIssuer
 from propylon.identity.trusted_issuers import load_trusted_issuers
-from propylon.identity.validation import TokenValidator, TrustedIssuer
+from propylon.identity.validation import TokenValidator
 from propylon.store import utcnow
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ import httpx
 
 from propylon.errors import ConfigurationError
 from propylon.identity.jwks import RemoteJwks
-from propylon.identity.validation import TENANT_PLACEHOLDER, ClaimMapping, TrustedIssuer
+from propylon.identity.trust import TENANT_PLACEHOLDER, ClaimMapping, TrustedIssuer
 
 __all__ = ["ENV_VAR", "FILE_NAME", "load_trusted_issuers", "parse_trusted_issuers"]
 
