@@ -6,9 +6,10 @@ connection to the chosen instance. For those, what the ASGI app costs per reques
 scope and its messages, futures for the body and for the answer — is more than the gateway's own
 checks (``bench/RESULTS.md``, "Where the latency goes"). So the gateway port's protocol
 (:mod:`propylon.server.gateway_protocol`) asks :meth:`FastLane.begin` when a request head is
-complete whether the request may go this way. If it may, the request is written to the instance
-when its body is complete, and the instance's answer goes to the client from the callbacks that
-read it: no task, no future, one write each way per segment.
+complete whether the request may go this way. If it may, the request takes a slot on an instance
+and a pooled connection to it when its body is complete (a client still sending its body holds
+neither, as with the app), is written to the instance, and the instance's answer goes to the
+client from the callbacks that read it: no task, no future, one write each way per segment.
 
 The lane decides nothing by itself. It calls the app's own steps (:mod:`propylon.gateway.app`):
 route, endpoint, failed-authentication throttle, authentication and authorization, choice of
@@ -16,7 +17,7 @@ deployment, admission; it takes a request only when every step passes without wa
 else is left to the app, which answers it as it always did: a missing, failed or refused
 credential (401, 403, the throttle's 429), an unknown endpoint, deployment or path (404, 405), a
 body over the limit (413) or in chunks, a full deployment (queue, 429, 503), no idle connection
-to the instance, the ``/models`` routes (the endpoint is named in the body), ``Expect``,
+to an instance of the deployment, the ``/models`` routes (the endpoint is named in the body), ``Expect``,
 ``Upgrade``, HTTP/1.0, a percent-encoded path or a request pipelined behind another. When the
 lane had already drawn the deployment of a request it leaves, it hands the draw on
 (:data:`~propylon.gateway.app.CHOSEN`), so traffic weights are drawn once per request.
@@ -29,8 +30,10 @@ A request the lane took is answered as the app would answer it:
 * 408 when the model does not answer within ``request_timeout_ms``, 502 when the instance breaks
   the connection; after a streamed answer's head, the client's connection is cut instead;
 * a pooled connection that the instance had closed (no byte answered) hands the request to the
-  app (:meth:`Downstream.replay`), which connects afresh or tries another instance (503);
-* the client going away mid-answer stops a streamed answer (499 in the traffic log).
+  app (:meth:`Downstream.replay`), which connects afresh or tries another instance (503); so
+  does a complete request that finds no free slot or idle connection (the app queues it);
+* the client going away before its body ended, or mid-answer, ends the request as 499 in the
+  traffic log (a streamed answer is stopped, a short one still read).
 
 It writes the same traffic-log record, mirror copy, request ids (``x-request-id`` =
 ``x-ms-request-id``, echoed ``x-ms-client-request-id``) and request metrics as the app and the
@@ -160,17 +163,13 @@ class FastLane:
             deployment, mirror = choose_deployment(endpoint, incoming.deployment, gateway.rand)
         except PropylonError:
             return None
-        instance = gateway.limiter.try_acquire(deployment)
-        upstream = transport.idle(instance) if instance is not None else None
-        if instance is None or upstream is None:
-            if instance is not None:
-                gateway.limiter.release(deployment, instance)
+        if not transport.has_idle(deployment.instances):
             state[CHOSEN] = (deployment, mirror)
             return None
         self.taken += 1
         return Exchange(
-            self, down, route, endpoint, deployment, mirror, instance, upstream, incoming,
-            identity, path, query, keep_alive=keep_alive,
+            self, down, route, endpoint, deployment, mirror, incoming, identity, path, query,
+            keep_alive=keep_alive,
         )  # fmt: skip
 
 
@@ -220,8 +219,6 @@ class Exchange:
         endpoint: Endpoint,
         deployment: Deployment,
         mirror: Deployment | None,
-        instance: Instance,
-        upstream: IdleConnection,
         incoming: Incoming,
         identity: Identity,
         path: str,
@@ -240,8 +237,9 @@ class Exchange:
         self._endpoint = endpoint
         self._deployment = deployment
         self._mirror = mirror
-        self._instance = instance
-        self._upstream = upstream
+        # The slot and the pooled connection, taken when the request is complete (send()).
+        self._instance: Instance | None = None
+        self._upstream: IdleConnection | None = None
         self._incoming = incoming
         self._query = query
         self._body: list[bytes] = []
@@ -273,12 +271,25 @@ class Exchange:
         self._body.append(data)
 
     def send(self) -> None:
-        """The request is complete: forward it, then fill in its traffic-log record while the
-        instance works on it."""
+        """The request is complete: take a slot on an instance and a pooled connection to it,
+        forward the request, then fill in its traffic-log record while the instance works on it.
+        Without a free slot or an idle connection now, the request is the app's (which queues or
+        connects)."""
         body = b"".join(self._body)
-        self._body = []
         request_ms = (time.perf_counter() - self._started) * 1000
         route, deployment, incoming = self._route, self._deployment, self._incoming
+        lane = self._lane
+        limiter, transport = lane.gateway.limiter, lane.transport
+        assert transport is not None  # begin() takes no request without the pooled client
+        instance = limiter.try_acquire(deployment)
+        upstream = transport.idle(instance) if instance is not None else None
+        if upstream is None:
+            if instance is not None:
+                limiter.release(deployment, instance)
+            self._body = [body]
+            self._hand_to_the_app()
+            return
+        self._instance, self._upstream, self._body = instance, upstream, []
         self._forwarded = request = UpstreamRequest(
             route.method.encode(),
             route.target + b"?" + self._query if self._query else route.target,
@@ -286,22 +297,25 @@ class Exchange:
             body,
         )
         deadline = asyncio.get_running_loop().time() + deployment.limits.request_timeout_s
-        self._upstream.start(request, deadline, self)
+        upstream.start(request, deadline, self)
         if self.response_complete:  # the connection was closed: replayed to the app
             return
-        endpoint, identity = self._endpoint, self._identity
-        self.record = TrafficRecord(
+        self.record = self._new_record(len(body), request_ms)
+
+    def _new_record(self, request_size: int, request_ms: float) -> TrafficRecord:
+        route, endpoint, identity = self._route, self._endpoint, self._identity
+        return TrafficRecord(
             time=self._time,
             method=route.method,
             path=self._path,
             endpoint=endpoint.name,
             workspace=last_segment(endpoint.workspace_id),
-            deployment=deployment.name,
-            request_size=len(body),
+            deployment=self._deployment.name,
+            request_size=request_size,
             request_ms=request_ms,
-            user_agent=incoming.user_agent,
+            user_agent=self._incoming.user_agent,
             x_request_id=self.request_id,
-            x_ms_client_request_id=incoming.client_request_id,
+            x_ms_client_request_id=self._incoming.client_request_id,
             auth_type=(route.mode or endpoint.auth_mode).value,
             identity=identity.identity_data,
             app_id=identity.appid,
@@ -309,19 +323,28 @@ class Exchange:
         )
 
     def client_gone(self) -> None:
-        """The client closed its connection: a streamed answer is stopped, a short one is still
-        read (the instance is working on it, and its connection can be used again)."""
+        """The client closed its connection. Before its body was complete: nothing went to the
+        instance (and no slot or connection was taken), the request ends as 499. Mid answer: a
+        streamed answer is stopped, a short one is still read (the instance is working
+        on it, and its connection can be used again)."""
         self.disconnected = True
-        if self._streaming and not self.response_complete:
-            self._upstream.abort()
+        if self.response_complete:
+            return
+        if self._forwarded is None:
+            received = sum(len(part) for part in self._body)
+            self._body = []
+            self.record = self._new_record(received, (time.perf_counter() - self._started) * 1000)
+            self._finish(499, "ClientClosedRequest")
+        elif self._streaming:
+            self._abort_upstream()
             self._finish(499, "ClientClosedRequest")
 
     def pause(self) -> None:
-        if self._streaming:
+        if self._streaming and self._upstream is not None:
             self._upstream.pause()
 
     def resume(self) -> None:
-        if self._streaming:
+        if self._streaming and self._upstream is not None:
             self._upstream.resume()
 
     # -- AnswerSink: from the instance's connection ----------------------------------------------
@@ -335,7 +358,7 @@ class Exchange:
         record.model_status_code, record.model_status_reason = status, reason
         self._streaming = not whole
         if self.disconnected and self._streaming:
-            self._upstream.abort()
+            self._abort_upstream()
             self._finish(499, "ClientClosedRequest")
             return
         code, relayed = answer_head(
@@ -387,10 +410,7 @@ class Exchange:
         if self.response_complete:
             return
         if isinstance(error, StaleConnection) and not self.disconnected:
-            self._lane.gateway.limiter.release(self._deployment, self._instance)
-            self.response_complete = True  # it is the app's request now
-            self._lane.replayed += 1
-            self._down.replay(self)
+            self._hand_to_the_app()
             return
         if not isinstance(error, PropylonError):  # the sink is only given gateway errors
             error = BadGateway("The gateway failed.")
@@ -410,6 +430,19 @@ class Exchange:
         self._finish(error.status, error.code)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _hand_to_the_app(self) -> None:
+        """Give up the slot, if one was taken, and hand the whole request to the app."""
+        if self._instance is not None:
+            self._lane.gateway.limiter.release(self._deployment, self._instance)
+            self._instance = None
+        self.response_complete = True  # it is the app's request now
+        self._lane.replayed += 1
+        self._down.replay(self)
+
+    def _abort_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.abort()
 
     def _id_lines(self) -> list[bytes]:
         request_id = self.request_id.encode()
@@ -433,7 +466,8 @@ class Exchange:
         self.response_complete = True
         lane = self._lane
         gateway = lane.gateway
-        gateway.limiter.release(self._deployment, self._instance)
+        if self._instance is not None:
+            gateway.limiter.release(self._deployment, self._instance)
         record = self.record
         if record is None:  # failed in send(): the client's connection is gone
             self._down.exchange_done(self)

@@ -238,6 +238,16 @@ class PooledTransport:
                 return IdleConnection(connection)
         return None
 
+    def has_idle(self, instances: Iterable[Instance]) -> bool:
+        """Whether a pooled connection to one of ``instances`` is waiting for a request (it may
+        yet be closed by the instance, or taken, before :meth:`idle` is asked for it)."""
+        pools = self._pools
+        for instance in instances:
+            pool = pools.get(instance.key)
+            if pool is not None and pool.idle:
+                return True
+        return False
+
     def retain(self, instances: Iterable[str]) -> None:
         keep = set(instances)
         for key in [key for key in self._pools if key not in keep]:

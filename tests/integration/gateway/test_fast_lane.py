@@ -6,6 +6,7 @@ which path served them: a test of the lane that the app silently answered would 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -217,3 +218,47 @@ def test_a_pooled_connection_the_instance_closed_is_replayed_on_a_fresh_one(
     assert lane.taken - taken >= 1
     assert lane.replayed - replayed >= 1
     assert lane.replayed - replayed <= lane.taken - taken
+
+
+def test_a_request_whose_body_is_still_coming_holds_no_slot_and_ends_as_499_if_abandoned(
+    gateway: InProcessGateway, lane: FastLane, instances: dict[str, EchoInstance]
+) -> None:
+    seed = gateway.seed
+    seed.endpoint("fl-halfway", traffic={"blue": 100}, keys=("fl-key-1", "fl-key-2"))
+    seed.deployment("fl-halfway", "blue", instances=[instances["fast"].url], max_concurrent=1)
+    url = f"{gateway.url}/endpoints/fl-halfway/score"
+    limiter = gateway.ctx.services["gateway"].limiter
+    head = (
+        b"POST /endpoints/fl-halfway/score HTTP/1.1\r\nhost: gateway\r\n"
+        b"authorization: Bearer fl-key-1\r\ncontent-type: application/json\r\n"
+        b'content-length: 100\r\nx-ms-client-request-id: halfway\r\n\r\n{"half'
+    )
+    with contextlib.ExitStack() as slow_clients, httpx.Client(timeout=30) as client:
+        wait_until(lambda: client.post(url, headers=KEY, json={}).status_code == 200, timeout=30)
+        taken = lane.taken
+        for _ in range(3):  # three times the deployment's one slot
+            raw = slow_clients.enter_context(
+                socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+            )
+            raw.sendall(head)
+        wait_until(lambda: lane.taken == taken + 3, timeout=10)  # the lane has their heads
+        assert not limiter.outstanding
+        # Requests sent whole meanwhile are served at once, on the lane.
+        answers = [client.post(url, headers=KEY, json={"n": n}) for n in range(3)]
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
+        assert lane.taken == taken + 6
+    # The slow clients gave up: their requests end as 499, and took nothing with them.
+    traffic = gateway.ctx.settings.logs_dir / "traffic"
+
+    def abandoned() -> list[dict[str, object]]:
+        records = read_traffic_log(traffic, "fl-halfway", tail=1000)
+        return [r for r in records if r["XMSClientRequestId"] == "halfway"]
+
+    records = wait_until(lambda: (found := abandoned()) and len(found) == 3 and found, timeout=10)
+    for record in records:
+        assert record["ResponseCode"] == 499
+        assert record["RequestPayloadSize"] == 6
+        assert record["DeploymentName"] == "blue"
+    assert not limiter.outstanding
+    with httpx.Client(timeout=30) as client:
+        assert client.post(url, headers=KEY, json={}).status_code == 200
