@@ -104,6 +104,9 @@ class Settings:
     # ``traffic_log_backups`` rotated ones are kept.
     traffic_log_size: int = 64 * 2**20
     traffic_log_backups: int = 4
+    # Seconds a client may take to send a request's head, or stay silent in its body (0: no
+    # limit); see propylon.server.protocol.
+    client_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -123,6 +126,8 @@ class Settings:
             base = replace(
                 base, environment_retention=parse_duration(retention, "PROPYLON_ENV_RETENTION")
             )
+        if timeout := env.get("PROPYLON_CLIENT_TIMEOUT"):
+            base = replace(base, client_timeout=parse_duration(timeout, "PROPYLON_CLIENT_TIMEOUT"))
         if size := env.get("PROPYLON_TRAFFIC_LOG_SIZE"):
             base = replace(base, traffic_log_size=parse_size(size, "PROPYLON_TRAFFIC_LOG_SIZE"))
         if backups := env.get("PROPYLON_TRAFFIC_LOG_BACKUPS"):
@@ -143,6 +148,8 @@ class Settings:
                 raise ConfigurationError(f"{name} {port} is not a TCP port (0-65535).")
         if self.environment_retention < 0:
             raise ConfigurationError("PROPYLON_ENV_RETENTION must not be negative.")
+        if self.client_timeout < 0:
+            raise ConfigurationError("PROPYLON_CLIENT_TIMEOUT must not be negative.")
         if self.role is Role.ALL and self.port == self.gateway_port and self.port != 0:
             raise ConfigurationError("--port and --gateway-port must differ.")
         if self.database_url is not None and not self.database_url.startswith(

@@ -30,10 +30,11 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "BadRequest",
+    "ClientTimeout",
     "ConfigurationError",
     "Conflict",
     "Forbidden",
@@ -126,6 +127,16 @@ class HeaderFieldsTooLarge(PropylonError):
 
     status = 431
     code = "RequestHeaderFieldsTooLarge"
+
+
+class ClientTimeout(PropylonError):
+    """RFC 9110 §15.5.9: the client did not send its request (head, or the next part of its body)
+    in time."""
+
+    status = 408
+    code = "ClientRequestTimeout"
+    # Set in a request's ASGI scope state when the server gave up on its body.
+    scope_key: Final = "propylon.client_timeout"
 
 
 class TooManyRequests(PropylonError):

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from propylon.errors import BadRequest, NotFound, PropylonError, Unauthenticated
+from propylon.errors import BadRequest, ClientTimeout, NotFound, PropylonError, Unauthenticated
 from propylon.gateway.auth import Authenticator, Identity
 from propylon.gateway.errors import ConnectFailed, MethodNotAllowed
 from propylon.gateway.limits import (
@@ -288,7 +288,12 @@ class Gateway:
             record.response_code, record.response_reason = error.status, error.code
             await send_error(send, error, deployment)
         except ClientDisconnected:
-            record.response_code, record.response_reason = 499, "ClientClosedRequest"
+            if scope.get("state", {}).get(ClientTimeout.scope_key):  # the server gave up on it
+                record.response_code, record.response_reason = 408, ClientTimeout.code
+            else:
+                record.response_code, record.response_reason = 499, "ClientClosedRequest"
+            if not record.endpoint:  # gone within its body: logged under the path's endpoint
+                self._attribute(record, route)
         except Exception:
             log.exception("scoring request failed", extra={"request_id": request_id})
             record.response_code, record.response_reason = 500, "InternalError"
@@ -359,6 +364,14 @@ class Gateway:
         if endpoint is None:
             raise NotFound(f"No online endpoint named '{name}'.", code="EndpointNotFound")
         return endpoint
+
+    def _attribute(self, record: TrafficRecord, route: Route) -> None:
+        """Name in ``record`` the endpoint its path names, if there is one."""
+        if route.endpoint is not None:
+            endpoint = self.tables.current.endpoints.get(route.endpoint.lower())
+            if endpoint is not None:
+                record.endpoint = endpoint.name
+                record.workspace = last_segment(endpoint.workspace_id)
 
     def _endpoint_from_host(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
         for name, value in headers:

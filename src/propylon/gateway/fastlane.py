@@ -13,14 +13,15 @@ client from the callbacks that read it: no task, no future, one write each way p
 
 The lane decides nothing by itself. It calls the app's own steps (:mod:`propylon.gateway.app`):
 route, endpoint, failed-authentication throttle, authentication and authorization, choice of
-deployment, admission; it takes a request only when every step passes without waiting. Anything
-else is left to the app, which answers it as it always did: a missing, failed or refused
-credential (401, 403, the throttle's 429), an unknown endpoint, deployment or path (404, 405), a
-body over the limit (413) or in chunks, a full deployment (queue, 429, 503), no idle connection
-to an instance of the deployment, the ``/models`` routes (the endpoint is named in the body), ``Expect``,
-``Upgrade``, HTTP/1.0, a percent-encoded path or a request pipelined behind another. When the
-lane had already drawn the deployment of a request it leaves, it hands the draw on
-(:data:`~propylon.gateway.app.CHOSEN`), so traffic weights are drawn once per request.
+deployment, and once the body is complete admission; it takes a request only when every step
+passes without waiting. Anything else is left to the app, which answers it as it always did: a
+missing, failed or refused credential (401, 403, the throttle's 429), an unknown endpoint,
+deployment or path (404, 405), a body over the limit (413) or in chunks, a full deployment
+(queue, 429, 503), no idle connection to an instance of the deployment, the ``/models`` routes
+(the endpoint is named in the body), ``Expect``, ``Upgrade``, HTTP/1.0, a percent-encoded path or
+a request pipelined behind another. When the lane had already drawn the deployment of a request
+it leaves, it hands the draw on (:data:`~propylon.gateway.app.CHOSEN`), so traffic weights are
+drawn once per request.
 
 A request the lane took is answered as the app would answer it:
 
@@ -331,13 +332,21 @@ class Exchange:
         if self.response_complete:
             return
         if self._forwarded is None:
-            received = sum(len(part) for part in self._body)
-            self._body = []
-            self.record = self._new_record(received, (time.perf_counter() - self._started) * 1000)
-            self._finish(499, "ClientClosedRequest")
+            self.abandon(499, "ClientClosedRequest")
         elif self._streaming:
             self._abort_upstream()
             self._finish(499, "ClientClosedRequest")
+
+    def abandon(self, status: int, reason: str) -> None:
+        """End a request whose body never came whole (the client left, or was too slow): it was
+        not sent, and holds no slot; the traffic log gets ``status``."""
+        if self.response_complete or self._forwarded is not None:
+            return
+        self.keep_alive = False
+        received = sum(len(part) for part in self._body)
+        self._body = []
+        self.record = self._new_record(received, (time.perf_counter() - self._started) * 1000)
+        self._finish(status, reason)
 
     def pause(self) -> None:
         if self._streaming and self._upstream is not None:

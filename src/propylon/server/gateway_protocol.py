@@ -167,6 +167,16 @@ class GatewayProtocol(BoundedHeadProtocol):
         # else a request pipelined behind it holds self.cycle and waits in self.pipeline.
         self._start_asgi_task(cycle, self.app)
 
+    def request_timed_out(self) -> None:
+        exchange = self._exchange
+        if exchange is not None and self.cycle is exchange:  # type: ignore[comparison-overlap]
+            # Its body stopped coming: nothing went to an instance yet.
+            error = self._timeout_error("body")
+            self.answer_and_close(error)
+            exchange.abandon(error.status, error.code)
+        else:
+            super().request_timed_out()
+
     # -- the client's connection -----------------------------------------------------------------
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -19,6 +19,16 @@ httptools buffers the same way) and to anything else that brings no body bytes: 
 is parsed: the parser may hold one segment more) cuts the connection, the request having been
 handed to the app already.
 
+It bounds how long a client may take to send a request, as nginx's ``client_header_timeout`` and
+``client_body_timeout`` do: the head must arrive within :attr:`~BoundedHeadProtocol.client_timeout`
+of its first byte (else **408** and close), and a body must never be silent that long (else 408,
+when no answer has started, or the connection is cut; the app sees the client gone, and the
+scope's state says why). Time in which the server itself does not read (flow control) does not
+count. uvicorn's keep-alive timeout already covers a connection idle between requests; this covers
+a client that starts a request and then trickles it, which would otherwise hold a connection (and,
+on the gateway, a request) for as long as it likes. A request read in one segment costs two
+attribute tests; a timer is armed only while a request is incomplete after a segment.
+
 It also makes a stopping server's connections close for good: a TLS close waits for the client's
 close_notify, which a client holding an idle keep-alive connection never sends, so uvicorn would
 wait out its whole graceful-shutdown period; such a connection is aborted a second after its
@@ -34,13 +44,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from propylon.errors import HeaderFieldsTooLarge
+from propylon.errors import ClientTimeout, HeaderFieldsTooLarge, PropylonError
 
-__all__ = ["MAX_REQUEST_HEAD_BYTES", "BoundedHeadProtocol"]
+__all__ = ["DEFAULT_CLIENT_TIMEOUT", "MAX_REQUEST_HEAD_BYTES", "BoundedHeadProtocol"]
 
 log = logging.getLogger("propylon.server")
 
@@ -61,9 +71,16 @@ _CLOSE_GRACE_SECONDS: Final = 1.0
 
 _IN_BODY: Final = -1
 
+# Seconds a client may take for a request's head, or stay silent within its body (nginx: 60 s
+# each; Kestrel: 30 s for the headers). PROPYLON_CLIENT_TIMEOUT sets it; 0 turns it off.
+DEFAULT_CLIENT_TIMEOUT: Final = 60.0
+
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol refusing a request head over :data:`MAX_REQUEST_HEAD_BYTES`."""
+    """uvicorn's httptools protocol refusing a request head over :data:`MAX_REQUEST_HEAD_BYTES`
+    and a request that comes too slowly (see the module docstring)."""
+
+    client_timeout: ClassVar[float] = DEFAULT_CLIENT_TIMEOUT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,6 +94,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._bodiless = 0
         self._body_seen = False
         self._stopping = False
+        # While a request is incomplete after a segment: the timer, and the loop time its head
+        # began (in a head) or its body was last read (in a body).
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._read_since = 0.0
+        self._read_paused = False  # the server was not reading when the timer last expired
 
     def data_received(self, data: bytes) -> None:
         head = self._head
@@ -94,6 +116,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             super().data_received(data)
         else:
             self._receive_across_the_limit(data)
+        if self._head != 0:
+            self._incomplete()
+        elif self._read_timer is not None:
+            self._stop_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)
 
     def shutdown(self) -> None:
         """The server is stopping: close this connection once its answer is sent, as uvicorn
@@ -147,6 +177,107 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def request_complete(self) -> None:
         super().on_message_complete()
 
+    def request_timed_out(self) -> None:
+        """The body of the request in progress was silent for :attr:`client_timeout`: 408 if its
+        answer has not started (the app's ``receive`` then says the client is gone, and the
+        scope's state holds :attr:`ClientTimeout.scope_key`), else the connection is cut."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or cycle.response_complete:
+            self.transport.abort()
+            return
+        state = cycle.scope.get("state")
+        if state is not None:
+            state[ClientTimeout.scope_key] = True
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.answer_and_close(self._timeout_error("body"))
+
+    def answer_and_close(self, error: PropylonError) -> None:
+        """Write ``error`` as the answer to the request in progress, and close."""
+        self._unset_keepalive_if_required()
+        self.transport.write(self._error_answer(error))
+        self.transport.close()
+
+    # -- request timing --------------------------------------------------------------------------
+
+    def _incomplete(self) -> None:
+        """A segment left a request incomplete: start timing its head, or note a body read."""
+        if self.parser is None or self.client_timeout <= 0 or self.transport.is_closing():
+            self._stop_read_timer()
+            return
+        now = self.loop.time()
+        if self._read_timer is None:
+            self._read_since, self._read_paused = now, False
+            self._read_timer = self.loop.call_at(now + self.client_timeout, self._read_expired)
+        elif self._head < 0:
+            self._read_since = now
+
+    def _read_expired(self) -> None:
+        self._read_timer = None
+        if self.parser is None or self.transport.is_closing() or self._head == 0:
+            return
+        now = self.loop.time()
+        # While the server does not read (flow control) the client is not late, nor before the
+        # first read after that: the moment reading resumed is not recorded, so the client's
+        # allowance starts again at the first expiry that sees reading on.
+        paused, self._read_paused = self._read_paused, self.flow.read_paused
+        if paused or self._read_paused:
+            self._read_since = now
+        if (
+            paused
+            or self._read_paused
+            or (self._head < 0 and now - self._read_since < self.client_timeout)
+        ):
+            wake = self._read_since + self.client_timeout
+            self._read_timer = self.loop.call_at(wake, self._read_expired)
+            return
+        log.warning(
+            "request too slow, timed out",
+            extra={
+                "client": self.client,
+                "part": "head" if self._head > 0 else "body",
+                "timeout_s": self.client_timeout,
+            },
+        )
+        if self._head > 0:
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                self.transport.close()  # an earlier request's answer is still being written
+            else:
+                self.answer_and_close(self._timeout_error("head"))
+        else:
+            self.request_timed_out()
+
+    def _stop_read_timer(self) -> None:
+        timer, self._read_timer = self._read_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _timeout_error(self, part: str) -> ClientTimeout:
+        if part == "head":
+            return ClientTimeout(
+                f"The request line and headers did not arrive within {self.client_timeout:g} s."
+            )
+        return ClientTimeout(
+            "The request body stopped arriving: nothing was received for "
+            f"{self.client_timeout:g} s."
+        )
+
+    def _error_answer(self, error: PropylonError) -> bytes:
+        """``error`` as a whole HTTP/1.1 answer that closes the connection, in the ARM body."""
+        body = json.dumps(error.body()).encode()
+        answer = [STATUS_LINE[error.status]]
+        for name, value in self.server_state.default_headers:
+            answer += (name, b": ", value, b"\r\n")
+        answer += (
+            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        )
+        return b"".join(answer)
+
+    # -- refusals ----------------------------------------------------------------------------------
+
     def _refuse_trailers(self) -> None:
         """A body that stopped bringing body bytes yet keeps coming: trailer fields (or chunk
         extensions) past the head's limit. The request is already the app's, so no answer can
@@ -183,16 +314,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         error = HeaderFieldsTooLarge(
             f"The request line and headers are longer than {MAX_REQUEST_HEAD_BYTES} bytes."
         )
-        body = json.dumps(error.body()).encode()
-        answer = [STATUS_LINE[error.status]]
-        for name, value in self.server_state.default_headers:
-            answer += (name, b": ", value, b"\r\n")
-        answer += (
-            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
-            b"connection: close\r\n\r\n",
-            body,
-        )
-        self.transport.write(b"".join(answer))
+        self.transport.write(self._error_answer(error))
+        self._stop_read_timer()
         # From here on the connection is the lingerer's: the server no longer waits for it at
         # shutdown, and the parser, with the part of the head it holds, is let go now.
         self.connections.discard(self)

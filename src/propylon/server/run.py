@@ -26,7 +26,7 @@ from propylon.server.app import build_context, create_control_app, create_gatewa
 from propylon.server.context import ServerContext
 from propylon.server.gateway_protocol import gateway_protocol
 from propylon.server.middleware import RequestContextMiddleware
-from propylon.server.protocol import BoundedHeadProtocol
+from propylon.server.protocol import DEFAULT_CLIENT_TIMEOUT, BoundedHeadProtocol
 from propylon.server.tls import TlsFiles
 from propylon.store.changes import prune_forever
 
@@ -119,16 +119,24 @@ def freeze_startup_heap() -> None:
 
 
 def uvicorn_config(
-    app: ASGIApp, *, tls: TlsFiles | None, gateway: Gateway | None = None, **options: Any
+    app: ASGIApp,
+    *,
+    tls: TlsFiles | None,
+    gateway: Gateway | None = None,
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT,
+    **options: Any,
 ) -> uvicorn.Config:
     """How a port is served: uvloop, the httptools protocol with a bound on the request head
-    (431) — for the gateway port (``gateway`` given, ``app`` its middleware) with the fast lane
+    (431) and on the time a client takes to send a request (``client_timeout``, 408) — for the
+    gateway port (``gateway`` given, ``app`` its middleware) with the fast lane
     (:mod:`propylon.server.gateway_protocol`) —, no lifespan, uvicorn's own logging off (the
     middleware logs), TLS when configured. ``options`` add to or replace these (``host`` and
     ``port`` when not serving a bound socket)."""
     protocol: type[Any] = BoundedHeadProtocol
     if gateway is not None and isinstance(app, RequestContextMiddleware):
         protocol = gateway_protocol(gateway, app)
+    if client_timeout != protocol.client_timeout:
+        protocol = type(protocol.__name__, (protocol,), {"client_timeout": client_timeout})
     settings: dict[str, Any] = {
         "loop": "uvloop",
         "http": protocol,
@@ -159,11 +167,18 @@ def serve(settings: Settings) -> None:
     servers: list[tuple[_Server, socket.socket]] = []
     ports = iter(sockets)
     if settings.role.serves_control:
-        config = uvicorn_config(create_control_app(ctx), tls=ctx.tls)
+        config = uvicorn_config(
+            create_control_app(ctx), tls=ctx.tls, client_timeout=settings.client_timeout
+        )
         servers.append((_Server(config), next(ports)))
     if settings.role.serves_gateway:
         app = create_gateway_app(ctx)
-        config = uvicorn_config(app, tls=ctx.tls, gateway=ctx.services["gateway"])
+        config = uvicorn_config(
+            app,
+            tls=ctx.tls,
+            gateway=ctx.services["gateway"],
+            client_timeout=settings.client_timeout,
+        )
         servers.append((_Server(config), next(ports)))
     log.info(
         "serving",

@@ -262,3 +262,65 @@ def test_a_request_whose_body_is_still_coming_holds_no_slot_and_ends_as_499_if_a
     assert not limiter.outstanding
     with httpx.Client(timeout=30) as client:
         assert client.post(url, headers=KEY, json={}).status_code == 200
+
+
+def read_answer(raw: socket.socket) -> tuple[int, bytes]:
+    """The status and body of the one answer ``raw`` gets before the gateway closes it."""
+    data = b""
+    while chunk := raw.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize(
+    ("framing", "path"),
+    [
+        (b"content-length: 100\r\n\r\n", "lane"),  # a whole head: the lane has the request
+        (b"transfer-encoding: chunked\r\n\r\n6\r\n", "app"),  # chunked: the app has it
+    ],
+)
+def test_a_body_that_stops_coming_is_408_logged_as_such_and_holds_no_slot(
+    gateway: InProcessGateway,
+    lane: FastLane,
+    instances: dict[str, EchoInstance],
+    monkeypatch: pytest.MonkeyPatch,
+    framing: bytes,
+    path: str,
+) -> None:
+    seed = gateway.seed
+    name = f"fl-stalled-{path}"
+    seed.endpoint(name, traffic={"blue": 100}, keys=("fl-key-1", "fl-key-2"))
+    seed.deployment(name, "blue", instances=[instances["fast"].url], max_concurrent=1)
+    url = f"{gateway.url}/endpoints/{name}/score"
+    limiter = gateway.ctx.services["gateway"].limiter
+    with httpx.Client(timeout=30) as client:
+        wait_until(lambda: client.post(url, headers=KEY, json={}).status_code == 200, timeout=30)
+    assert gateway._server is not None
+    monkeypatch.setattr(gateway._server.config.http, "client_timeout", 1.0)
+    taken = lane.taken
+    head = (
+        f"POST /endpoints/{name}/score HTTP/1.1\r\nhost: gateway\r\n".encode()
+        + b"authorization: Bearer fl-key-1\r\ncontent-type: application/json\r\n"
+        + b"x-ms-client-request-id: stalled\r\n"
+        + framing
+        + b'{"half'
+    )
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=15) as raw:
+        raw.sendall(head)  # and then nothing, for good
+        status, body = read_answer(raw)
+    assert status == 408
+    assert b'"ClientRequestTimeout"' in body
+    assert (lane.taken - taken == 1) is (path == "lane")
+    traffic = gateway.ctx.settings.logs_dir / "traffic"
+
+    def stalled() -> list[dict[str, object]]:
+        records = read_traffic_log(traffic, name, tail=100)
+        return [r for r in records if r["XMSClientRequestId"] == "stalled"]
+
+    [record] = wait_until(stalled, timeout=10)
+    assert (record["ResponseCode"], record["ResponseCodeReason"]) == (408, "ClientRequestTimeout")
+    assert not limiter.outstanding
+    with httpx.Client(timeout=30) as client:
+        assert client.post(url, headers=KEY, json={}).status_code == 200
